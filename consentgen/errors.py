@@ -1,0 +1,104 @@
+"""The one exception hierarchy of consentgen.
+
+Every error the project raises on purpose derives from `ConsentgenError`, so callers
+(the CLI above all) can print one clear line for anything we anticipated and let
+genuine bugs surface as tracebacks.
+"""
+
+from __future__ import annotations
+
+
+class ConsentgenError(Exception):
+    """Root of every anticipated consentgen failure."""
+
+
+class ConfigError(ConsentgenError):
+    """A setting, path or argument that cannot be used as given."""
+
+
+# --- consent ledger -------------------------------------------------------------------
+
+
+class LedgerError(ConsentgenError):
+    """Anything that goes wrong with the consent ledger."""
+
+
+class InvalidEventError(LedgerError):
+    """An event that breaks the ledger's rules (naive time, empty subject, bad action...)."""
+
+
+class EventConflictError(LedgerError):
+    """An event id that is already in the ledger with other content."""
+
+
+class LedgerLockedError(LedgerError):
+    """Another process held the ledger file for longer than the bounded wait."""
+
+
+class LedgerIntegrityError(LedgerError):
+    """The hash chain does not verify; names the first bad sequence number."""
+
+    def __init__(self, seq: int, expected: str | None, found: str | None, detail: str) -> None:
+        self.seq = seq
+        self.expected = expected
+        self.found = found
+        self.detail = detail
+        super().__init__(
+            f"ledger integrity broken at sequence {seq}: {detail} "
+            f"(expected {expected or '-'}, found {found or '-'})"
+        )
+
+
+class ImportRejectedError(LedgerError):
+    """A consent import file with bad lines; nothing from it was appended."""
+
+    def __init__(self, source: str, problems: list[tuple[int, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        shown = "; ".join(f"line {n}: {why}" for n, why in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        super().__init__(
+            f"{source}: {len(problems)} bad line(s), nothing imported: {shown}{more}"
+        )
+
+
+# --- images and the catalog -----------------------------------------------------------
+
+
+class DecodeError(ConsentgenError):
+    """An untrusted image that cannot be decoded safely; `reason` is a stable short code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {message}")
+
+
+class CatalogError(ConsentgenError):
+    """The pipeline catalog cannot be read or written as needed."""
+
+
+class UnknownSubjectError(CatalogError):
+    """A subject id that the catalog or ledger has never seen."""
+
+
+# --- generators, audit, releases --------------------------------------------------------
+
+
+class GeneratorError(ConsentgenError):
+    """Training, sampling or loading a generator failed."""
+
+
+class CheckpointError(GeneratorError):
+    """A checkpoint that is missing, incomplete or lacks its training record list."""
+
+
+class AuditError(ConsentgenError):
+    """The memorisation audit could not run or could not meet its target."""
+
+
+class ReplacementExhaustedError(AuditError):
+    """Too many candidates stayed near-duplicates after the bounded replacement rounds."""
+
+
+class ReleaseError(ConsentgenError):
+    """A release could not be published or withdrawn as asked."""

@@ -1,0 +1,39 @@
+"""`consentgen`: a thin command line over the library.
+
+Each command group lives in its own module and is registered here. Anticipated failures
+(`ConsentgenError`) print one clear line on stderr and exit non-zero; anything else is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from consentgen.errors import ConsentgenError
+from pipelines.cli import consent_cmds
+from pipelines.cli.common import err_console
+
+app = typer.Typer(
+    name="consentgen",
+    help="Consent-bound synthetic image datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(consent_cmds.app, name="consent")
+app.command("init")(consent_cmds.init)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except ConsentgenError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+__all__ = ["app", "main", "Console"]
