@@ -2,12 +2,19 @@
 
 DuckDB lets one process write a file at a time, and while it does, even read-only opens
 from other processes fail. Every opener in consentgen (ledger writers and readers, catalog
-writers and readers, the sensor) therefore goes through `open_duckdb`, which retries with
-exponential backoff and full jitter up to a bounded wait, then raises a clear error.
+writers and readers, the sensor) therefore goes through `open_duckdb`, which
+
+1. queues on an advisory lock file beside the database (`<file>.lock`: exclusive for
+   writers, shared for readers), so our own processes take turns without paying for
+   failed DuckDB opens and without idle gaps between polls, then
+2. opens DuckDB, retrying with exponential backoff and full jitter while some other
+   program holds the file, up to a bounded wait, then raises a clear error.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import random
 import threading
 import time
@@ -45,6 +52,50 @@ def _process_lock(path: Path) -> threading.RLock:
         return _process_locks.setdefault(path, threading.RLock())
 
 
+@contextmanager
+def _file_lock(
+    path: Path,
+    *,
+    shared: bool,
+    deadline: float,
+    locked_error: type[ConsentgenError],
+    what: str,
+    max_wait_s: float,
+) -> Iterator[None]:
+    """Hold `<path>.lock` (flock) while the database is open; skipped where it cannot be
+    created (a read-only folder), since DuckDB's own lock still protects the file."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        if not shared:
+            raise
+        yield
+        return
+    try:
+        mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+        pause = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, mode)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise locked_error(
+                        f"{what} {path} stayed locked by another process for "
+                        f"{max_wait_s:.0f}s; try again later"
+                    ) from None
+                time.sleep(min(pause, deadline - now))
+                pause = min(pause * 1.5, 0.02)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when `exc` is DuckDB telling us another holder has the file right now."""
     return isinstance(exc, duckdb.Error) and any(m in str(exc).lower() for m in _TRANSIENT)
@@ -68,7 +119,8 @@ def open_duckdb(
     deadline = time.monotonic() + max_wait_s
     delay = _FIRST_DELAY_S
     attempts = 0
-    with lock:
+    with lock, _file_lock(path, shared=read_only, deadline=deadline,
+                          locked_error=locked_error, what=what, max_wait_s=max_wait_s):
         while True:
             attempts += 1
             try:
@@ -89,3 +141,16 @@ def open_duckdb(
             yield con
         finally:
             con.close()
+
+
+def fetch_one(
+    con: duckdb.DuckDBPyConnection, sql: str, params: object = None
+) -> tuple | None:
+    """First row of a query, or None, leaving no unfinished result behind.
+
+    DuckDB 2.0 refuses further work on a connection whose last result was only partly
+    fetched (`fetchone()` on a query that could return more rows), so single-row reads
+    fetch everything and take the first row.
+    """
+    rows = con.execute(sql, params).fetchall() if params is not None else con.execute(sql).fetchall()
+    return rows[0] if rows else None

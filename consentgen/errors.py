@@ -30,6 +30,10 @@ class InvalidEventError(LedgerError):
 class EventConflictError(LedgerError):
     """An event id that is already in the ledger with other content."""
 
+    def __init__(self, message: str, event_ids: list[str] | None = None) -> None:
+        self.event_ids = list(event_ids or [])
+        super().__init__(message)
+
 
 class LedgerLockedError(LedgerError):
     """Another process held the ledger file for longer than the bounded wait."""

@@ -13,7 +13,8 @@ import typer
 from rich.console import Console
 
 from consentgen.errors import ConsentgenError
-from pipelines.cli import consent_cmds
+from pipelines.cli import consent_cmds, demo_cmds
+from pipelines.cli import ingest_cmds
 from pipelines.cli.common import err_console
 
 app = typer.Typer(
@@ -25,6 +26,8 @@ app = typer.Typer(
 )
 app.add_typer(consent_cmds.app, name="consent")
 app.command("init")(consent_cmds.init)
+app.command("demo")(demo_cmds.demo)
+app.command("ingest")(ingest_cmds.ingest)
 
 
 def main() -> None:

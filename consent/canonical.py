@@ -1,0 +1,92 @@
+"""The ledger's canonical encoding and hash chain — their one owner.
+
+Encoding: JSON with sorted keys, compact separators, UTF-8 (no ASCII escaping), values
+restricted to strings, ints, None and UTC datetimes written as
+`YYYY-MM-DDTHH:MM:SS.ffffffZ` (microseconds always). Floats, bools and naive datetimes are
+refused, because their text forms are not stable across languages and libraries.
+
+Hash: SHA-256 over `DOMAIN_PREFIX ‖ previous hash (hex) ‖ encoding`, starting from
+`GENESIS_HASH`. Reproduce any hash with nothing but the standard library:
+
+    enc = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    hashlib.sha256(b"consentgen-ledger-v1|" + prev.encode() + enc.encode()).hexdigest()
+
+`verify()` checks a whole ledger inside DuckDB, vectorised, with `CANONICAL_SQL` — the same
+encoding written as a SQL expression (strings never hold control characters, which
+`consent.events` refuses, so DuckDB's `to_json` and Python's `json.dumps` agree byte for
+byte). A property test pins the two to each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+DOMAIN_PREFIX = b"consentgen-ledger-v1|"
+GENESIS_HASH = hashlib.sha256(DOMAIN_PREFIX + b"genesis").hexdigest()
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+HASHED_FIELDS = (
+    "action",
+    "actor",
+    "effective_at",
+    "event_id",
+    "expires_at",
+    "purpose",
+    "recorded_at",
+    "seq",
+    "source",
+    "subject_id",
+)
+
+
+def _canonical_value(key: str, value: Any) -> str | int | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool) or isinstance(value, float):
+        raise TypeError(f"{key}: {type(value).__name__} values are not canonical")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise TypeError(f"{key}: naive datetime is not canonical")
+        return value.astimezone(UTC).strftime(TIME_FORMAT)
+    if hasattr(value, "value") and isinstance(value.value, str):  # str enums
+        return value.value
+    raise TypeError(f"{key}: {type(value).__name__} values are not canonical")
+
+
+def canonical_bytes(fields: Mapping[str, Any]) -> bytes:
+    """The canonical encoding of one event's hashed fields."""
+    missing = set(HASHED_FIELDS) - set(fields)
+    if missing:
+        raise KeyError(f"canonical encoding needs {sorted(missing)}")
+    doc = {key: _canonical_value(key, fields[key]) for key in HASHED_FIELDS}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_hash(prev_hash: str, encoding: bytes) -> str:
+    """The hash of an event whose canonical encoding is `encoding`, chained to `prev_hash`."""
+    return hashlib.sha256(DOMAIN_PREFIX + prev_hash.encode("ascii") + encoding).hexdigest()
+
+
+def _sql_time(column: str) -> str:
+    return f"strftime({column}, '{TIME_FORMAT}')"
+
+
+# The same encoding over the `events` table's columns (timestamps stored as UTC TIMESTAMP),
+# as one `format` template with keys in sorted order; see the module docstring for why
+# this twin exists.
+CANONICAL_SQL = (
+    "format('{{\"action\":{},\"actor\":{},\"effective_at\":\"{}\",\"event_id\":{},"
+    "\"expires_at\":{},\"purpose\":{},\"recorded_at\":\"{}\",\"seq\":{},\"source\":{},"
+    "\"subject_id\":{}}}', "
+    f"to_json(action), to_json(actor), {_sql_time('effective_at')}, to_json(event_id), "
+    f"CASE WHEN expires_at IS NULL THEN 'null' ELSE '\"' || {_sql_time('expires_at')} || '\"' END, "
+    f"to_json(purpose), {_sql_time('recorded_at')}, seq, to_json(source), to_json(subject_id))"
+)
+
+HASH_SQL = f"sha256('{DOMAIN_PREFIX.decode()}' || prev_hash || {CANONICAL_SQL})"

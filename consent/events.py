@@ -1,0 +1,175 @@
+"""Consent events at the ledger's boundary.
+
+`ConsentEvent` is what a caller asks to append (a grant or a revoke); `LedgerEvent` is
+what the ledger stored, with its sequence number, recorded time and hash-chain links.
+Validation happens here, once, so that nothing malformed ever reaches the chain.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from consentgen.errors import InvalidEventError
+
+MAX_TEXT = 256
+PURPOSE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
+
+
+class Action(StrEnum):
+    GRANT = "grant"
+    REVOKE = "revoke"
+
+
+def to_utc(value: datetime, field: str) -> datetime:
+    """Normalise an aware datetime to UTC; naive datetimes are refused, never guessed."""
+    if not isinstance(value, datetime):
+        raise ValueError(f"{field} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{field} is a naive datetime; give a time zone (e.g. Z or +00:00)")
+    return value.astimezone(UTC)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _check_text(value: str, field: str, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a string")
+    if not value and not allow_empty:
+        raise ValueError(f"{field} is empty")
+    if value != value.strip():
+        raise ValueError(f"{field} has leading or trailing whitespace: {value!r}")
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"{field} is longer than {MAX_TEXT} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise ValueError(f"{field} contains control characters: {value!r}")
+    return value
+
+
+def _parse_time(value: Any, field: str) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValueError(f"{field} is not an ISO-8601 time: {value!r}") from exc
+    return to_utc(value, field)
+
+
+class ConsentEvent(BaseModel):
+    """A grant or revoke as submitted by a consent officer, an import or an API client.
+
+    `effective_at` may be left out (it then means "now", and an idempotent retry with the
+    same `event_id` matches the stored event whatever its effective time).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: Annotated[str, Field(default_factory=lambda: str(uuid.uuid4()))]
+    subject_id: str
+    purpose: str
+    action: Action
+    effective_at: datetime | None = None
+    expires_at: datetime | None = None
+    actor: str = "unknown"
+    source: str = ""
+
+    @field_validator("event_id", "subject_id", "actor")
+    @classmethod
+    def _text(cls, value: str, info) -> str:
+        return _check_text(value, info.field_name)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        return _check_text(value, "source", allow_empty=True)
+
+    @field_validator("purpose")
+    @classmethod
+    def _purpose(cls, value: str) -> str:
+        _check_text(value, "purpose")
+        if not PURPOSE_PATTERN.match(value):
+            raise ValueError(
+                f"purpose {value!r} must be lower-case letters, digits and . _ : - "
+                "(e.g. synthetic-training)"
+            )
+        return value
+
+    @field_validator("effective_at", "expires_at", mode="before")
+    @classmethod
+    def _times(cls, value: Any, info) -> datetime | None:
+        if value is None or value == "":
+            return None
+        return _parse_time(value, info.field_name)
+
+    @model_validator(mode="after")
+    def _expiry(self) -> ConsentEvent:
+        if self.expires_at is not None:
+            if self.action is Action.REVOKE:
+                raise ValueError("a revoke cannot carry an expiry")
+            if self.effective_at is not None and self.expires_at <= self.effective_at:
+                raise ValueError("expires_at must be after effective_at")
+        return self
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> ConsentEvent:
+        """Build from untrusted data, turning pydantic's report into one clear line."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidEventError(describe_validation_error(exc)) from None
+
+    def matches(self, stored: LedgerEvent) -> bool:
+        """Same content as an already stored event (the idempotency test)."""
+        return (
+            self.subject_id == stored.subject_id
+            and self.purpose == stored.purpose
+            and self.action == stored.action
+            and (self.effective_at is None or self.effective_at == stored.effective_at)
+            and self.expires_at == stored.expires_at
+            and self.actor == stored.actor
+            and self.source == stored.source
+        )
+
+
+class LedgerEvent(BaseModel):
+    """An event as the ledger holds it: immutable, chained by `prev_hash` and `hash`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    event_id: str
+    subject_id: str
+    purpose: str
+    action: Action
+    effective_at: datetime
+    expires_at: datetime | None
+    recorded_at: datetime
+    actor: str
+    source: str
+    prev_hash: str
+    hash: str
+
+    def hashed_fields(self) -> dict[str, Any]:
+        """The fields the hash covers (everything except the two hashes themselves)."""
+        return self.model_dump(exclude={"prev_hash", "hash"}, mode="python")
+
+    def public_dict(self) -> dict[str, Any]:
+        """JSON-ready form for exports and the CLI (times as UTC ISO-8601)."""
+        return self.model_dump(mode="json")
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ())) or "event"
+        msg = err.get("msg", "invalid").removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts)

@@ -1,0 +1,295 @@
+"""Moving consent events in and out of the ledger.
+
+Imports (CSV, JSON Lines) are all-or-nothing: every line is checked first and every bad
+line is reported with its number and reason; only a clean file is appended, in one
+transaction. Exports are written to a temporary file and renamed, so a reader never sees
+half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from pydantic import ValidationError
+
+from consent.events import ConsentEvent, describe_validation_error, utc_now
+from consent.ledger import AppendResult, Ledger
+from consent.state import ConsentStatus
+from consentgen.errors import ConfigError, EventConflictError, ImportRejectedError, LedgerError
+
+REQUIRED_COLUMNS = ("subject_id", "purpose", "action")
+OPTIONAL_COLUMNS = ("event_id", "effective_at", "expires_at", "actor", "source")
+# Fields our own exports carry that the ledger assigns itself: accepted and ignored on
+# import, so an export can be re-imported (idempotently) into another ledger.
+LEDGER_ASSIGNED = ("seq", "recorded_at", "prev_hash", "hash")
+ISO27560_SCHEMA = "https://w3id.org/dpv/schema/iso-27560#record"
+DPV_CONTEXT = {"dpv": "https://w3id.org/dpv#"}
+
+
+# --- import ------------------------------------------------------------------------------
+
+
+def read_events(path: str | Path) -> list[tuple[int, ConsentEvent]]:
+    """Parse a CSV or JSON Lines file into (line number, event) pairs, or reject it whole."""
+    path = Path(path)
+    text = _read_text(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        parsed, problems = _parse_csv(text)
+    elif suffix in (".jsonl", ".ndjson"):
+        parsed, problems = _parse_jsonl(text)
+    else:
+        raise ConfigError(f"{path}: unknown import format {suffix!r}; use .csv or .jsonl")
+    problems += _repeated_ids(parsed)
+    if not parsed and not problems:
+        problems.append((0, "the file holds no events"))
+    if problems:
+        raise ImportRejectedError(str(path), sorted(problems))
+    return parsed
+
+
+def import_events(ledger: Ledger, path: str | Path) -> AppendResult:
+    """Append every event of a file in one transaction, or none of them."""
+    parsed = read_events(path)
+    try:
+        return ledger.append_many([event for _, event in parsed])
+    except EventConflictError as exc:
+        conflicting = set(exc.event_ids)
+        problems = [
+            (line, f"event id {event.event_id!r} is already in the ledger with other content")
+            for line, event in parsed
+            if event.event_id in conflicting
+        ]
+        raise ImportRejectedError(str(path), problems) from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not an event file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+
+
+def _validate(line: int, record: dict[str, Any]) -> tuple[ConsentEvent | None, tuple[int, str] | None]:
+    cleaned = {
+        k: v for k, v in record.items() if v not in (None, "") and k not in LEDGER_ASSIGNED
+    }
+    try:
+        return ConsentEvent.model_validate(cleaned), None
+    except ValidationError as exc:
+        return None, (line, describe_validation_error(exc))
+
+
+def _parse_csv(text: str) -> tuple[list[tuple[int, ConsentEvent]], list[tuple[int, str]]]:
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return [], []
+    except csv.Error as exc:
+        return [], [(1, f"unreadable CSV header: {exc}")]
+    header = [h.strip() for h in header]
+    problems: list[tuple[int, str]] = []
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS + LEDGER_ASSIGNED]
+    if missing:
+        problems.append((1, f"missing column(s): {', '.join(missing)}"))
+    if unknown:
+        problems.append((1, f"unknown column(s): {', '.join(unknown)}"))
+    if len(set(header)) != len(header):
+        problems.append((1, "a column name appears twice"))
+    if problems:
+        return [], problems
+    parsed = []
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append((reader.line_num, f"unreadable CSV: {exc}"))
+            break
+        line = reader.line_num
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            problems.append((line, f"expected {len(header)} fields, found {len(row)}"))
+            continue
+        event, problem = _validate(line, dict(zip(header, row, strict=True)))
+        if problem:
+            problems.append(problem)
+        else:
+            parsed.append((line, event))
+    return parsed, problems
+
+
+def _parse_jsonl(text: str) -> tuple[list[tuple[int, ConsentEvent]], list[tuple[int, str]]]:
+    parsed, problems = [], []
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw, parse_float=_refuse_float)
+        except (json.JSONDecodeError, ValueError) as exc:
+            problems.append((line, f"not valid JSON: {exc}"))
+            continue
+        if not isinstance(record, dict):
+            problems.append((line, "each line must be a JSON object"))
+            continue
+        event, problem = _validate(line, record)
+        if problem:
+            problems.append(problem)
+        else:
+            parsed.append((line, event))
+    return parsed, problems
+
+
+def _refuse_float(text: str) -> float:
+    raise ValueError(f"floating-point number {text} is not allowed in consent events")
+
+
+def _repeated_ids(parsed: list[tuple[int, ConsentEvent]]) -> list[tuple[int, str]]:
+    first: dict[str, tuple[int, ConsentEvent]] = {}
+    problems = []
+    for line, event in parsed:
+        seen = first.setdefault(event.event_id, (line, event))
+        if seen[0] != line and seen[1] != event:
+            problems.append(
+                (line, f"event id {event.event_id!r} repeats line {seen[0]} with other content")
+            )
+    return problems
+
+
+# --- export ------------------------------------------------------------------------------
+
+
+@contextmanager
+def atomic_output(path: str | Path, mode: str = "w") -> Iterator[Any]:
+    """Write to a temporary sibling, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_jsonl(ledger: Ledger, path: str | Path) -> int:
+    events = ledger.events()
+    with atomic_output(path) as fh:
+        for event in events:
+            fh.write(json.dumps(event.public_dict(), ensure_ascii=False, sort_keys=True) + "\n")
+    return len(events)
+
+
+def export_parquet(ledger: Ledger, path: str | Path) -> int:
+    table = ledger.to_arrow()
+    with atomic_output(path, "wb") as fh:
+        pq.write_table(table, fh)
+    return table.num_rows
+
+
+def iso27560_records(ledger: Ledger, at: datetime | None = None) -> list[dict[str, Any]]:
+    """One ISO/IEC TS 27560-style consent record per (subject, purpose), with DPV states.
+
+    The record's status is the DPV consent state at `at` (default now); its history lists
+    every event with the DPV state it put the record in.
+    """
+    head = ledger.head()
+    when = at or utc_now()
+    by_key: dict[tuple[str, str], list] = {}
+    for event in ledger.events():
+        by_key.setdefault((event.subject_id, event.purpose), []).append(event)
+    states = {}
+    for purpose in sorted({p for _, p in by_key}):
+        for state in ledger.states(purpose, when, as_of_seq=head.seq):
+            states[(state.subject_id, purpose)] = state
+    records = []
+    for (subject, purpose), events in sorted(by_key.items()):
+        state = states.get((subject, purpose))
+        status = state.status if state else ConsentStatus.UNKNOWN
+        deciding = state.deciding_event if state else None
+        records.append(
+            {
+                "@context": DPV_CONTEXT,
+                "@type": "dpv:ConsentRecord",
+                "schema_version": ISO27560_SCHEMA,
+                "record_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"consentgen:{subject}:{purpose}")),
+                "pii_principal_id": subject,
+                "purpose": purpose,
+                "consent_status": status.dpv,
+                "status_at": when.isoformat().replace("+00:00", "Z"),
+                "consent_expiry": _iso(deciding.expires_at) if deciding else None,
+                "deciding_event_id": deciding.event_id if deciding else None,
+                "ledger_head": {"seq": head.seq, "hash": head.hash},
+                "events": [
+                    {
+                        "event_id": e.event_id,
+                        "seq": e.seq,
+                        "consent_status": (
+                            ConsentStatus.GIVEN if e.action == "grant" else ConsentStatus.WITHDRAWN
+                        ).dpv,
+                        "effective_at": _iso(e.effective_at),
+                        "expires_at": _iso(e.expires_at),
+                        "recorded_at": _iso(e.recorded_at),
+                        "actor": e.actor,
+                        "source": e.source,
+                        "hash": e.hash,
+                    }
+                    for e in events
+                ],
+            }
+        )
+    return records
+
+
+def export_iso27560(ledger: Ledger, path: str | Path, at: datetime | None = None) -> int:
+    records = iso27560_records(ledger, at)
+    with atomic_output(path) as fh:
+        for record in records:
+            fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+    return len(records)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+EXPORTERS: dict[str, Callable[[Ledger, Path], int]] = {
+    "jsonl": export_jsonl,
+    "parquet": export_parquet,
+    "iso27560": export_iso27560,
+}
+
+
+def export(ledger: Ledger, fmt: str, path: str | Path) -> int:
+    try:
+        exporter = EXPORTERS[fmt]
+    except KeyError:
+        raise LedgerError(f"unknown export format {fmt!r}; use {', '.join(EXPORTERS)}") from None
+    return exporter(ledger, Path(path))

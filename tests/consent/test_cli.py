@@ -1,0 +1,111 @@
+"""The `consentgen` CLI through its real console-script entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+CLI = str(Path(sys.executable).with_name("consentgen"))
+P = "synthetic-training"
+
+
+def run(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CONSENTGEN_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def ok(home: Path, *args: str) -> str:
+    result = run(home, *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_documented_forms(home: Path, tmp_path: Path) -> None:
+    assert "consent.duckdb" in ok(home, "init")
+    ok(home, "consent", "grant", "alice", "--purpose", P, "--at", "2026-01-01T00:00:00Z",
+       "--expires", "2030-01-01T00:00:00Z", "--event-id", "form-1", "--actor", "officer-7",
+       "--source", "form-v3")
+    ok(home, "consent", "grant", "bob", "--purpose", P, "--at", "2026-01-01T00:00:00Z")
+    ok(home, "consent", "revoke", "bob", "--purpose", P, "--at", "2026-02-01T00:00:00Z",
+       "--event-id", "rev-1")
+
+    granted = ok(home, "consent", "status", "alice", "--purpose", P)
+    assert granted.startswith("granted") and "form-1" in granted
+    refused = ok(home, "consent", "status", "bob", "--purpose", P)  # exit 0 either way
+    assert refused.startswith("not granted") and "rev-1" in refused
+    before = ok(home, "consent", "status", "bob", "--purpose", P, "--at", "2026-01-15T00:00:00Z")
+    assert before.startswith("granted")
+    assert ok(home, "consent", "eligible", "--purpose", P).splitlines() == ["alice"]
+    assert ok(home, "consent", "eligible", "--purpose", P, "--at", "2026-01-15T00:00:00Z").split() == [
+        "alice", "bob"]
+
+    events = tmp_path / "more.csv"
+    events.write_text("subject_id,purpose,action,effective_at\ncarol,synthetic-training,grant,2026-01-01T00:00:00Z\n")
+    assert "imported 1 event" in ok(home, "consent", "import", str(events))
+    for fmt, name in [("jsonl", "e.jsonl"), ("parquet", "e.parquet"), ("iso27560", "r.jsonl")]:
+        ok(home, "consent", "export", "--format", fmt, "-o", str(tmp_path / name))
+        assert (tmp_path / name).stat().st_size > 0
+    assert len((tmp_path / "e.jsonl").read_text().splitlines()) == 4
+    statuses = {json.loads(x)["pii_principal_id"]: json.loads(x)["consent_status"]
+                for x in (tmp_path / "r.jsonl").read_text().splitlines()}
+    assert statuses == {"alice": "dpv:ConsentGiven", "bob": "dpv:ConsentWithdrawn",
+                        "carol": "dpv:ConsentGiven"}
+
+    assert "ledger intact: head 4" in ok(home, "consent", "verify")
+    log = ok(home, "consent", "log", "--subject", "bob")
+    assert "rev-1" in log and "alice" not in log and "2 event(s)" in log
+
+
+def test_tampering_makes_verify_fail_with_the_sequence(home: Path) -> None:
+    ok(home, "init")
+    for subject in ("a", "b", "c"):
+        ok(home, "consent", "grant", subject, "--purpose", P)
+    con = duckdb.connect(str(home / "consent.duckdb"))
+    con.execute("UPDATE events SET subject_id = 'z' WHERE seq = 2")
+    con.close()
+    result = run(home, "consent", "verify")
+    assert result.returncode != 0
+    assert "sequence 2" in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["consent", "grant", "alice", "--purpose", P, "--at", "2026-01-01T00:00:00"], "no time zone"),
+        (["consent", "grant", "alice", "--purpose", "Bad Purpose"], "purpose"),
+        (["consent", "grant", "", "--purpose", P], "subject_id"),
+        (["consent", "import", "/nonexistent/events.csv"], "no such file"),
+        (["consent", "export", "--format", "xml", "-o", "x.xml"], "unknown export format"),
+    ],
+)
+def test_errors_are_one_line_on_stderr(home: Path, args: list[str], message: str) -> None:
+    ok(home, "init")
+    result = run(home, *args)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_conflicting_event_id_leaves_the_ledger_unchanged(home: Path) -> None:
+    ok(home, "init")
+    ok(home, "consent", "grant", "alice", "--purpose", P, "--event-id", "e1")
+    result = run(home, "consent", "revoke", "alice", "--purpose", P, "--event-id", "e1")
+    assert result.returncode != 0 and "e1" in result.stderr
+    assert "head 1" in ok(home, "consent", "verify")
+
+
+def test_bad_import_reports_every_line(home: Path, tmp_path: Path) -> None:
+    ok(home, "init")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("subject_id,purpose,action\nalice,synthetic-training,grant\n,synthetic-training,grant\nbob,synthetic-training,perhaps\n")
+    result = run(home, "consent", "import", str(bad))
+    assert result.returncode != 0
+    assert "line 3" in result.stderr and "line 4" in result.stderr and "nothing imported" in result.stderr
+    assert ok(home, "consent", "eligible", "--purpose", P) == ""
