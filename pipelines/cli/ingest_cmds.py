@@ -1,0 +1,86 @@
+"""`consentgen ingest PATH (--manifest FILE | --subject-from-tag TAG)`.
+
+Prints the summary (accepted / duplicate / quarantined by reason). Anticipated failures
+(a wrong manifest, a locked catalog) print one line on stderr and exit 1; bad image
+files are never failures, they are quarantined and counted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from consentgen.errors import ConfigError, ConsentgenError
+from pipelines.cli.common import HomeOption, console, err_console, resolve_home
+from pipelines.ingest import IngestConfig, IngestSummary
+from pipelines.ingest import ingest as run_ingest
+
+
+def ingest(
+    path: Annotated[Path, typer.Argument(help="A file or folder of PNG, JPEG or DICOM files.")],
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="CSV with path, subject_id[, label, record_id, simulated]."),
+    ] = None,
+    subject_from_tag: Annotated[
+        str | None,
+        typer.Option(help="Take each file's subject from this DICOM tag (e.g. PatientID)."),
+    ] = None,
+    size: Annotated[str, typer.Option(help="Normalised size: N or WxH.")] = "64",
+    channels: Annotated[int, typer.Option(help="1 = grayscale, 3 = RGB.")] = 1,
+    fit: Annotated[str, typer.Option(help="pad, crop or stretch to the size.")] = "pad",
+    max_pixels: Annotated[
+        int, typer.Option(help="Largest frame (width x height) decoded; larger is quarantined.")
+    ] = IngestConfig().max_pixels,
+    multiframe: Annotated[
+        str, typer.Option(help="Animated / multi-frame input: 'first' frame or 'reject'.")
+    ] = "first",
+    home: HomeOption = None,
+) -> None:
+    """Ingest source images: decode defensively, normalise, record; quarantine the rest."""
+    try:
+        config = _config(size, channels, fit, max_pixels, multiframe)
+        summary = run_ingest(
+            path,
+            manifest=manifest,
+            subject_from_tag=subject_from_tag,
+            home=resolve_home(home),
+            config=config,
+            progress=True,
+        )
+    except ConsentgenError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
+    print_summary(summary)
+
+
+def _config(size: str, channels: int, fit: str, max_pixels: int, multiframe: str) -> IngestConfig:
+    try:
+        return IngestConfig(
+            size=size, channels=channels, fit=fit, max_pixels=max_pixels, multiframe=multiframe
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "option"
+        raise ConfigError(f"--{where.replace('_', '-')}: {first['msg']}") from exc
+
+
+def print_summary(summary: IngestSummary) -> None:
+    """The run's counts, then one line per quarantine reason."""
+    table = Table(title=f"ingest {summary.run_id}", show_header=False, box=None)
+    table.add_row("files seen", str(summary.files_seen))
+    table.add_row("accepted", str(summary.accepted))
+    table.add_row("duplicate (already in)", str(summary.duplicate))
+    table.add_row("quarantined", str(summary.quarantined))
+    for reason, count in summary.quarantined_by_reason.items():
+        table.add_row(f"  {reason}", str(count))
+    if summary.shared_content:
+        table.add_row("same pixels as another subject", str(summary.shared_content))
+    if summary.simulated:
+        table.add_row("simulated subjects (demo)", str(summary.simulated))
+    table.add_row("seconds", f"{summary.seconds:.1f}")
+    console.print(table)

