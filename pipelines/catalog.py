@@ -15,6 +15,18 @@ the schema is idempotent and later tables are one more entry):
 - `quarantine`: every rejected file with a stable `reason`, the `error_class` that
   said so and a one-line `detail`; one row per (path, reason, file_sha256).
 - `ingest_runs`: one row per finished ingest with its counts and configuration.
+
+Builds add (one snapshot per build; internal lineage lives here and never ships):
+
+- `consent_snapshots`: the ledger head (seq, hash) and time a build honoured.
+- `eligible_records` / `exclusions`: each source's fate in that snapshot (shard and
+  train/holdout role, or the reason it was left out: ConsentWithdrawn, ConsentExpired,
+  ConsentUnknown, NoConsentRecord, UnknownLabel).
+- `shard_models` / `model_records`: each shard checkpoint and exactly the records it saw.
+- `candidates` / `audit_results`: samples with their shard and model version, and every
+  audit round's nearest-source distances.
+- `releases` / `release_images`: what was published, image by image (with its lineage).
+- `withdrawals`: every image withdrawn after a revocation, with the latency.
 """
 
 from __future__ import annotations
@@ -86,6 +98,119 @@ SCHEMA: list[str] = [
         config_json   VARCHAR NOT NULL
     )
     """,
+    # --- what builds made of the sources (issue 7): snapshots, shards, lineage, releases
+
+    """
+    CREATE TABLE IF NOT EXISTS consent_snapshots (
+        snapshot_id    VARCHAR PRIMARY KEY,
+        purpose        VARCHAR NOT NULL,
+        head_seq       BIGINT NOT NULL,
+        head_hash      VARCHAR NOT NULL,
+        taken_at       TIMESTAMPTZ NOT NULL,
+        run_id         VARCHAR
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS eligible_records (
+        snapshot_id  VARCHAR NOT NULL,
+        record_id    VARCHAR NOT NULL,
+        subject_id   VARCHAR NOT NULL,
+        label        INTEGER NOT NULL,
+        shard        INTEGER NOT NULL,
+        role         VARCHAR NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS exclusions (
+        snapshot_id  VARCHAR NOT NULL,
+        record_id    VARCHAR NOT NULL,
+        subject_id   VARCHAR NOT NULL,
+        reason       VARCHAR NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS shard_models (
+        model_version  VARCHAR PRIMARY KEY,
+        shard          INTEGER NOT NULL,
+        snapshot_id    VARCHAR NOT NULL,
+        fingerprint    VARCHAR NOT NULL,
+        n_records      INTEGER NOT NULL,
+        model_path     VARCHAR NOT NULL,
+        epsilon        DOUBLE,
+        final_loss     DOUBLE,
+        trained_at     TIMESTAMPTZ NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS model_records (
+        model_version  VARCHAR NOT NULL,
+        record_id      VARCHAR NOT NULL,
+        subject_id     VARCHAR NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS candidates (
+        candidate_id   VARCHAR NOT NULL,
+        snapshot_id    VARCHAR NOT NULL,
+        shard          INTEGER NOT NULL,
+        model_version  VARCHAR NOT NULL,
+        label          INTEGER NOT NULL,
+        seed           BIGINT NOT NULL,
+        image_path     VARCHAR NOT NULL,
+        created_at     TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (snapshot_id, candidate_id)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS audit_results (
+        snapshot_id        VARCHAR NOT NULL,
+        candidate_id       VARCHAR NOT NULL,
+        round              INTEGER NOT NULL,
+        phash_distance     INTEGER NOT NULL,
+        pixel_l2           DOUBLE NOT NULL,
+        patch_l2           DOUBLE NOT NULL,
+        embedding_cosine   DOUBLE NOT NULL,
+        nearest_phash      VARCHAR,
+        nearest_pixel      VARCHAR,
+        nearest_patch      VARCHAR,
+        nearest_embedding  VARCHAR,
+        flagged            BOOLEAN NOT NULL,
+        kept               BOOLEAN NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS releases (
+        version        VARCHAR PRIMARY KEY,
+        snapshot_id    VARCHAR NOT NULL,
+        head_seq       BIGINT NOT NULL,
+        head_hash      VARCHAR NOT NULL,
+        n_images       INTEGER NOT NULL,
+        release_path   VARCHAR NOT NULL,
+        created_at     TIMESTAMPTZ NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS release_images (
+        version        VARCHAR NOT NULL,
+        image_id       VARCHAR NOT NULL,
+        candidate_id   VARCHAR NOT NULL,
+        label          INTEGER NOT NULL,
+        shard          INTEGER NOT NULL,
+        model_version  VARCHAR NOT NULL,
+        file_name      VARCHAR NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS withdrawals (
+        version        VARCHAR NOT NULL,
+        image_id       VARCHAR NOT NULL,
+        subject_id     VARCHAR NOT NULL,
+        event_seq      BIGINT NOT NULL,
+        revoked_recorded_at TIMESTAMPTZ NOT NULL,
+        withdrawn_at   TIMESTAMPTZ NOT NULL,
+        latency_s      DOUBLE NOT NULL
+    )
+    """,
 ]
 
 
@@ -150,6 +275,126 @@ class IngestRun(_Row):
     duplicate: int
     quarantined: int
     config_json: str
+
+
+class Snapshot(_Row):
+    table: ClassVar[str] = "consent_snapshots"
+
+    snapshot_id: str
+    purpose: str
+    head_seq: int
+    head_hash: str
+    taken_at: datetime
+    run_id: str | None = None
+
+
+class EligibleRecord(_Row):
+    table: ClassVar[str] = "eligible_records"
+
+    snapshot_id: str
+    record_id: str
+    subject_id: str
+    label: int
+    shard: int
+    role: str
+
+
+class Exclusion(_Row):
+    table: ClassVar[str] = "exclusions"
+
+    snapshot_id: str
+    record_id: str
+    subject_id: str
+    reason: str
+
+
+class ShardModel(_Row):
+    table: ClassVar[str] = "shard_models"
+
+    model_version: str
+    shard: int
+    snapshot_id: str
+    fingerprint: str
+    n_records: int
+    model_path: str
+    epsilon: float | None
+    final_loss: float | None
+    trained_at: datetime
+
+
+class ModelRecord(_Row):
+    table: ClassVar[str] = "model_records"
+
+    model_version: str
+    record_id: str
+    subject_id: str
+
+
+class Candidate(_Row):
+    table: ClassVar[str] = "candidates"
+
+    candidate_id: str
+    snapshot_id: str
+    shard: int
+    model_version: str
+    label: int
+    seed: int
+    image_path: str
+    created_at: datetime
+
+
+class AuditRow(_Row):
+    table: ClassVar[str] = "audit_results"
+
+    snapshot_id: str
+    candidate_id: str
+    round: int
+    phash_distance: int
+    pixel_l2: float
+    patch_l2: float
+    embedding_cosine: float
+    nearest_phash: str | None
+    nearest_pixel: str | None
+    nearest_patch: str | None
+    nearest_embedding: str | None
+    flagged: bool
+    kept: bool
+
+
+class Release(_Row):
+    table: ClassVar[str] = "releases"
+
+    version: str
+    snapshot_id: str
+    head_seq: int
+    head_hash: str
+    n_images: int
+    release_path: str
+    created_at: datetime
+
+
+class ReleaseImage(_Row):
+    table: ClassVar[str] = "release_images"
+
+    version: str
+    image_id: str
+    candidate_id: str
+    label: int
+    shard: int
+    model_version: str
+    file_name: str
+
+
+class Withdrawal(_Row):
+    table: ClassVar[str] = "withdrawals"
+
+    version: str
+    image_id: str
+    subject_id: str
+    event_seq: int
+    revoked_recorded_at: datetime
+    withdrawn_at: datetime
+    latency_s: float
 
 
 class Catalog:
@@ -223,6 +468,31 @@ class Catalog:
             )
             _insert(con, IngestRun, runs, "")
 
+    def add(self, *groups: Sequence[_Row]) -> None:
+        """Insert rows of any catalog tables in ONE transaction."""
+        with self.write() as con:
+            for rows in groups:
+                if rows:
+                    _insert(con, type(rows[0]), rows, "")
+
+    def select(self, model: type[_Row], tail: str = "", params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of `model`'s table, `tail` being a WHERE / ORDER BY clause."""
+        return _select(self, model, tail, list(params))
+
+    def snapshot_for_run(self, run_id: str | None) -> Snapshot:
+        """The snapshot a run took; else the newest (a later asset re-run on its own)."""
+        found = self.select(Snapshot, "WHERE run_id = ? ORDER BY taken_at DESC", [run_id])
+        found = found or self.select(Snapshot, "ORDER BY taken_at DESC LIMIT 1")
+        if not found:
+            raise CatalogError("no consent snapshot yet: materialise consent_snapshot first")
+        return found[0]
+
+    def delete_release(self, version: str) -> None:
+        """Forget a release that failed to publish (its folder never became visible)."""
+        with self.write() as con:
+            con.execute("DELETE FROM release_images WHERE version = ?", [version])
+            con.execute("DELETE FROM releases WHERE version = ?", [version])
+
     # --- reading -----------------------------------------------------------------------
 
     def sources(self, *, subject_id: str | None = None) -> list[SourceRecord]:
@@ -275,6 +545,8 @@ _ARROW_TYPES: dict[Any, pa.DataType] = {
     str | None: pa.string(),
     int: pa.int64(),
     int | None: pa.int64(),
+    float: pa.float64(),
+    float | None: pa.float64(),
     bool: pa.bool_(),
     datetime: pa.timestamp("us", tz="UTC"),
 }

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from consentgen.errors import ConsentgenError
-from pipelines.cli import consent_cmds, demo_cmds
+from pipelines.cli import build_cmds, consent_cmds, demo_cmds
 from pipelines.cli import ingest_cmds
 from pipelines.cli.common import err_console
 
@@ -27,6 +27,9 @@ app = typer.Typer(
 app.add_typer(consent_cmds.app, name="consent")
 app.command("init")(consent_cmds.init)
 app.command("demo")(demo_cmds.demo)
+app.command("build")(build_cmds.build)
+app.command("ui")(build_cmds.ui)
+app.add_typer(build_cmds.release_app, name="release")
 app.command("ingest")(ingest_cmds.ingest)
 
 

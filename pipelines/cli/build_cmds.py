@@ -1,0 +1,108 @@
+"""`consentgen build`, `consentgen release list|show|withdraw`, `consentgen ui`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from consent import Ledger
+from consentgen.errors import ReleaseError
+from pipelines.catalog import Catalog, Release, ReleaseImage
+from pipelines.cli.common import HomeOption, console, resolve_home
+from pipelines.settings import PROFILES, BuildConfig
+
+release_app = typer.Typer(help="Published versions: list, show, withdraw.", no_args_is_help=True)
+
+ProfileOption = Annotated[str, typer.Option("--profile", help=f"Build profile: {', '.join(PROFILES)}.")]
+ShardsOption = Annotated[int | None, typer.Option("--shards", help="SISA shards (default from profile).")]
+
+
+def build_config(profile: str, shards: int | None) -> BuildConfig:
+    if profile not in PROFILES:
+        raise typer.BadParameter(f"unknown profile {profile!r}; use {', '.join(PROFILES)}")
+    config = PROFILES[profile]()
+    return config.model_copy(update={"shards": shards}) if shards else config
+
+
+def build(profile: ProfileOption = "demo", shards: ShardsOption = None, home: HomeOption = None) -> None:
+    """Materialise the whole graph in process: snapshot, train, sample, audit, publish."""
+    from pipelines.runner import BuildFailed, run_build
+
+    root = resolve_home(home)
+    report = run_build(root, build_config(profile, shards), progress=True)
+    if not report.success:
+        raise BuildFailed(f"build run {report.run_id} did not publish: {report.failure}")
+    console.print(f"published [bold]{report.version}[/] (run {report.run_id})")
+    console.print(f"release:   {root / 'releases' / report.version}")
+    console.print(f"data card: {root / 'releases' / report.version / 'data_card.html'}")
+
+
+@release_app.command("list")
+def list_(home: HomeOption = None) -> None:
+    """Every published version with its consent head and withdrawals."""
+    from pipelines.release import list_releases
+
+    table = Table("version", "created", "images", "withdrawn", "consent head", "latest", box=None)
+    for r in list_releases(Catalog(resolve_home(home))):
+        table.add_row(r["version"], r["created_at"].isoformat(timespec="seconds"), str(r["n_images"]),
+                      str(r["withdrawn"]), f"{r['head_seq']} {r['head_hash'][:12]}",
+                      "*" if r["latest"] else "")
+    console.print(table)
+
+
+@release_app.command()
+def show(version: Annotated[str, typer.Argument(help="e.g. v0001 (default: LATEST)")] = "",
+         home: HomeOption = None) -> None:
+    """Where a release is, what it holds, and what was withdrawn from it."""
+    from pipelines.release import latest_version, releases_root
+    from pipelines.withdrawal import withdrawn_ids
+
+    root = resolve_home(home)
+    catalog = Catalog(root)
+    version = version or latest_version(root) or ""
+    found = catalog.select(Release, "WHERE version = ?", [version])
+    if not found:
+        raise ReleaseError(f"no release {version or '(none published yet)'}")
+    rel = found[0]
+    folder = releases_root(root) / version
+    images = catalog.select(ReleaseImage, "WHERE version = ?", [version])
+    present = sum((folder / i.file_name).exists() for i in images)
+    console.print(f"{version}: {folder}")
+    console.print(f"  consent snapshot head {rel.head_seq} {rel.head_hash}")
+    console.print(f"  images published {rel.n_images}, present {present}, "
+                  f"withdrawn {len(withdrawn_ids(catalog, version))}")
+    console.print(f"  data card {folder / 'data_card.html'}")
+
+
+@release_app.command()
+def withdraw(
+    subject: Annotated[str, typer.Option("--subject", help="Withdraw every image standing on SUBJECT.")],
+    home: HomeOption = None,
+) -> None:
+    """Withdraw a subject's images from every release now (the sensor does this on a revoke)."""
+    from consent.events import utc_now
+    from pipelines.withdrawal import withdraw_subject
+
+    root = resolve_home(home)
+    head = Ledger.at_home(root).head()
+    report = withdraw_subject(Catalog(root), subject, event_seq=head.seq, revoked_recorded_at=utc_now())
+    console.print(f"withdrew {report.count} image(s) from {', '.join(report.withdrawn) or 'no release'}; "
+                  f"shards to rebuild: {sorted(report.shards) or 'none'}")
+
+
+def ui(home: HomeOption = None,
+       port: Annotated[int, typer.Option("--port", help="Web UI port.")] = 3000) -> None:
+    """Start the Dagster web UI (and daemon) on these definitions."""
+    from pipelines.runner import dagster_home
+
+    root = resolve_home(home)
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home(root)), "CONSENTGEN_HOME": str(root)}
+    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions",
+           "-h", "127.0.0.1", "-p", str(port)]
+    console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={env['DAGSTER_HOME']})")
+    raise typer.Exit(subprocess.call(cmd, env=env))

@@ -1,0 +1,30 @@
+"""The consent snapshot a build honours: the ledger head it read, verified first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from consent import Ledger
+from consent.events import utc_now
+from pipelines.catalog import Catalog, Snapshot
+
+
+def take_snapshot(ledger: Ledger, catalog: Catalog, purpose: str, *, at: datetime | None = None,
+                  run_id: str | None = None) -> Snapshot:
+    """Verify the ledger's chain and record its head as this build's consent state.
+
+    Every later step asks the ledger "as of `head_seq`, at `taken_at`", so a release names
+    exactly which consent state it honoured, even if events arrive during the build.
+    """
+    head = ledger.verify()
+    taken_at = at or utc_now()
+    snapshot = Snapshot(
+        snapshot_id=f"snap-{head.seq:08d}-{taken_at:%Y%m%dT%H%M%S%f}",
+        purpose=purpose,
+        head_seq=head.seq,
+        head_hash=head.hash,
+        taken_at=taken_at,
+        run_id=run_id,
+    )
+    catalog.add([snapshot])
+    return snapshot
