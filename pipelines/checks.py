@@ -15,7 +15,14 @@ from pipelines.auditing import audit_files, source_index
 from pipelines.candidates import kept_candidates
 from pipelines.catalog import Catalog, Snapshot
 from pipelines.lineage import unconsented_lineage
-from pipelines.manifest import MANIFEST_COLUMNS, final_audit_rows, manifest_frame, public_audit_frame, stage
+from pipelines.manifest import (
+    GENERATOR_KIND,
+    MANIFEST_COLUMNS,
+    final_audit_rows,
+    manifest_frame,
+    public_audit_frame,
+    stage,
+)
 from pipelines.settings import BuildConfig
 from validation.metadata import find_identifying_metadata
 
@@ -69,31 +76,42 @@ def check_no_identifying_metadata(catalog: Catalog, snapshot: Snapshot) -> Check
 
 
 def check_expectations(catalog: Catalog, snapshot: Snapshot, config: BuildConfig) -> CheckOutcome:
-    from validation.expectations import validate_audit, validate_manifest
-
     staged = stage(kept_candidates(catalog, snapshot.snapshot_id),
                    final_audit_rows(catalog, snapshot.snapshot_id))
-    manifest = validate_manifest(
-        manifest_frame(staged, config), **manifest_expectations(config))
-    audit = validate_audit(public_audit_frame(staged), **audit_expectations(config))
-    failed = [f"{r.suite_name}: {f}" for r in (manifest, audit) for f in r.failed]
+    reports = run_expectations(catalog, staged, config, docs_dir=None)
+    failed = [f"{r.suite_name}: {f.type} on {f.column or 'table'} ({f.reason})"
+              for r in reports for f in r.failed]
     return CheckOutcome(
-        manifest.success and audit.success,
-        "; ".join(map(str, failed))[:500] if failed else "manifest and audit suites pass",
-        {"manifest_success": manifest.success, "audit_success": audit.success,
-         "failed": len(failed)},
+        all(r.success for r in reports),
+        "; ".join(failed)[:500] if failed else "manifest and audit suites pass",
+        {r.suite_name: r.success for r in reports} | {"failed": len(failed)},
     )
 
 
-def manifest_expectations(config: BuildConfig, docs_dir=None) -> dict[str, Any]:
-    size = config.generator.image_size
-    return {"expected_columns": MANIFEST_COLUMNS, "labels": set(config.label_names),
-            "image_size": (size, size), "docs_dir": docs_dir}
-
-
-def audit_expectations(config: BuildConfig, docs_dir=None) -> dict[str, Any]:
+def thresholds(config: BuildConfig) -> dict[str, tuple[str, float]]:
+    """Each metric's threshold and the side published values lie on ("min": above)."""
     from pipelines.auditing import audit_config
+    from validation.audit.results import FLAG_WHEN
+    from validation.expectations import thresholds_from_flag_rules
 
-    limits = audit_config(config).thresholds()
-    return {"thresholds": {m: ("min" if m == "embedding_cosine" else "max", t) for m, t in limits.items()},
-            "docs_dir": docs_dir}
+    return thresholds_from_flag_rules(audit_config(config).thresholds(), FLAG_WHEN)
+
+
+def run_expectations(catalog: Catalog, staged: list, config: BuildConfig, *, docs_dir) -> list:
+    """The manifest and audit suites; `docs_dir` receives the Data Docs when given.
+
+    Every source record id and subject id is passed as forbidden, so neither can reach
+    the Data Docs that ship with a release.
+    """
+    from validation.expectations import validate_audit, validate_manifest
+
+    forbidden = {s.record_id for s in catalog.sources()} | {s.subject_id for s in catalog.sources()}
+    size = config.generator.image_size
+    limits = thresholds(config)
+    manifest = validate_manifest(
+        manifest_frame(staged, config), expected_columns=MANIFEST_COLUMNS,
+        labels=set(config.label_names), image_size=(size, size), thresholds=limits,
+        docs_dir=docs_dir, generator_kinds={GENERATOR_KIND}, forbidden_ids=forbidden)
+    audit = validate_audit(public_audit_frame(staged), thresholds=limits, docs_dir=docs_dir,
+                           forbidden_ids=forbidden)
+    return [manifest, audit]

@@ -83,7 +83,7 @@ def range_tags(shards: list[int] | range) -> dict[str, str]:
 
 def run_snapshot(context: Any, catalog: Catalog) -> Snapshot:
     """The snapshot this run took, else the newest one (a partial re-run of later assets)."""
-    return catalog.snapshot_for_run(context.run_id)
+    return catalog.snapshot_for_run(context.run.run_id)
 
 
 def _meta(**values: Any) -> dict[str, Any]:
@@ -271,7 +271,13 @@ def make_definitions(config: BuildConfig | None = None, home: str | Path | None 
         return dg.RunRequest(run_key=f"refresh-{context.scheduled_execution_time:%Y%m%dT%H%M}",
                              tags={**range_tags(range(config.shards)), "consentgen/reason": "refresh"})
 
-    return dg.Definitions(assets=assets, asset_checks=checks, jobs=[build_job],
+    publish_job = dg.define_asset_job(
+        "publish",
+        selection=dg.AssetSelection.checks_for_assets(audit) | dg.AssetSelection.assets(release),
+        description="Re-run the blocking checks on an audited build and publish it if they pass "
+                    "(e.g. after a blocked release was looked into).")
+
+    return dg.Definitions(assets=assets, asset_checks=checks, jobs=[build_job, publish_job],
                           sensors=[revocation_sensor], schedules=[refresh_schedule],
                           resources=resources)
 

@@ -14,7 +14,7 @@ import pandas as pd
 from pipelines.catalog import AuditRow, Candidate, Catalog
 from pipelines.settings import BuildConfig
 
-GENERATOR_KIND = "ddpm-class-conditional"
+GENERATOR_KIND = "ddpm"
 MANIFEST_COLUMNS = [
     "image_id", "file_name", "label", "label_name", "width", "height", "generator",
     "model_version", "phash_distance", "pixel_l2", "patch_l2", "embedding_cosine",

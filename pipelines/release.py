@@ -95,7 +95,7 @@ def publish_release(
 ) -> Release:
     """Publish the build's audited candidates as the next version.
 
-    `render_card(staging_dir, manifest_frame, staged_images)` writes the data card and
+    `render_card(staging_dir, version, manifest_frame, staged_images)` writes the data card and
     the expectations' Data Docs into the staging folder (the Dagster layer passes the
     full renderer; tests of publishing alone may pass None).
     """
@@ -137,7 +137,7 @@ def publish_release(
         public_audit_frame(staged).to_csv(tmp / "audit.csv", index=False)
         (tmp / WITHDRAWN).write_text("")
         if render_card is not None:
-            render_card(tmp, manifest, staged)
+            render_card(tmp, version, manifest, staged)
         _fsync_tree(tmp)
         catalog.add([release], images)
         recorded = True

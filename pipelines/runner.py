@@ -86,7 +86,7 @@ def run_build(home: Path, config: BuildConfig, *, shards: list[int] | None = Non
     keys = shards if shards is not None else list(range(config.shards))
     result = job.execute_in_process(
         instance=instance, tags=range_tags(keys), raise_on_error=False,
-        asset_selection=list(selection.resolve(defs.resolve_asset_graph())) if selection else None,
+        asset_selection=sorted(selection.resolve(defs.resolve_asset_graph())) if selection else None,
     )
     return report_of(result)
 

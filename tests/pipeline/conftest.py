@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -10,7 +11,7 @@ import pytest
 
 from consent import Ledger
 from pipelines.catalog import Catalog
-from pipelines.demo_sources import br35h_root, demo_slices
+from pipelines.demo_sources import demo_slices
 from pipelines.ingest import ingest
 from pipelines.settings import BuildConfig, quick_profile
 
@@ -31,15 +32,19 @@ def pick_subjects(n_per_label: int) -> list[str]:
 
 
 def ingest_subjects(home: Path, subjects: list[str]) -> None:
+    """Copy these subjects' slices into an incoming folder and ingest it with a manifest."""
     wanted = set(subjects)
+    incoming = home.parent / "incoming"
     manifest = home.parent / "manifest.csv"
     with manifest.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "subject_id", "label", "record_id"])
         for s in demo_slices():
             if s.subject_id in wanted:
+                (incoming / s.relpath).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(s.path, incoming / s.relpath)
                 writer.writerow([s.relpath, s.subject_id, s.label, s.record_id])
-    summary = ingest(br35h_root(), manifest=manifest, home=home)
+    summary = ingest(incoming, manifest=manifest, home=home)
     assert summary.accepted > 0 and summary.quarantined == 0
 
 
