@@ -78,13 +78,14 @@ def report_of(result: dg.ExecuteInProcessResult) -> BuildReport:
 
 def run_build(home: Path, config: BuildConfig, *, shards: list[int] | None = None,
               instance: dg.DagsterInstance | None = None, progress: bool = False,
-              selection: dg.AssetSelection | None = None) -> BuildReport:
+              selection: dg.AssetSelection | None = None, log_level: str = "WARNING") -> BuildReport:
     """One in-process run of the build job over `shards` (default: all of them)."""
     defs = make_definitions(config, home, progress=progress)
     job = defs.resolve_job_def("build")
     instance = instance or instance_for(home)
     keys = shards if shards is not None else list(range(config.shards))
     result = job.execute_in_process(
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         instance=instance, tags=range_tags(keys), raise_on_error=False,
         asset_selection=sorted(selection.resolve(defs.resolve_asset_graph())) if selection else None,
     )

@@ -106,23 +106,42 @@ def train_shard(catalog: Catalog, snapshot: Snapshot, shard: int, config: BuildC
 
 
 def current_models(catalog: Catalog, snapshot: Snapshot, config: BuildConfig) -> dict[int, ShardModel]:
-    """The model each shard must use for this snapshot; refuses to use a stale one."""
+    """The model each shard uses for this snapshot; refuses one that saw a lapsed subject.
+
+    The model trained on exactly this snapshot's records is preferred. A shard this run
+    did not retrain may keep its newest model as long as every record that model saw is
+    still eligible (it merely lacks records granted since); a model that saw a record no
+    longer eligible is stale and is never used.
+    """
     models, stale = {}, []
     for shard in range(config.shards):
         records, fp = expected_model(catalog, snapshot.snapshot_id, shard, config)
         if not records:
             continue
-        model = model_by_fingerprint(catalog, shard, fp)
+        model = model_by_fingerprint(catalog, shard, fp) or _still_consented_model(
+            catalog, snapshot.snapshot_id, shard)
         if model is None:
             stale.append(shard)
         else:
             models[shard] = model
     if stale:
         raise StaleShardError(
-            f"shard(s) {', '.join(map(str, stale))} have no model trained on snapshot "
-            f"{snapshot.snapshot_id}'s records; materialise their shard_models partitions first"
+            f"shard(s) {', '.join(map(str, stale))} have no model whose records are all eligible "
+            f"in snapshot {snapshot.snapshot_id}; materialise their shard_models partitions first"
         )
     return models
+
+
+def _still_consented_model(catalog: Catalog, snapshot_id: str, shard: int) -> ShardModel | None:
+    found = catalog.select(
+        ShardModel,
+        "WHERE shard = ? AND NOT EXISTS (SELECT 1 FROM model_records r "
+        "WHERE r.model_version = shard_models.model_version AND r.record_id NOT IN "
+        "(SELECT record_id FROM eligible_records WHERE snapshot_id = ? AND role = 'train')) "
+        "ORDER BY trained_at DESC LIMIT 1",
+        [shard, snapshot_id],
+    )
+    return found[0] if found else None
 
 
 def load_model(catalog: Catalog, model: ShardModel) -> TrainedGenerator:

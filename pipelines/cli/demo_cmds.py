@@ -1,25 +1,43 @@
-"""`consentgen demo`: the whole story on built-in data, with simulated subjects and consent."""
+"""`consentgen demo`: the whole story on built-in data, with simulated subjects and consent.
+
+Ingest Br35H with simulated subjects and a simulated ledger, build and publish v0001,
+revoke a few subjects whose images trained one shard's model, let the revocation sensor
+withdraw their images at once, rebuild only that shard into v0002, and say where the
+data card is.
+"""
 
 from __future__ import annotations
 
+import random
 import tempfile
+import time
 from pathlib import Path
 
 from consent import Ledger
-from pipelines.catalog import Catalog
+from consentgen.errors import ConsentgenError
+from pipelines.catalog import Catalog, ModelRecord, ReleaseImage, ShardModel
 from pipelines.cli.common import HomeOption, console, resolve_home
 from pipelines.demo import DEMO_PURPOSE, SIMULATION_NOTICE, simulate_consent
 from pipelines.demo_sources import br35h_root, demo_subject_ids, write_demo_manifest
 from pipelines.ingest import ingest
+from pipelines.release import WITHDRAWN, releases_root
+from pipelines.settings import BuildConfig
+
+REVOKE_COUNT = 3
 
 
 def demo(home: HomeOption = None) -> None:
-    """Ingest Br35H with simulated subjects, simulate their consent, and report."""
+    """Run the demo end to end on Br35H (simulated subjects and consent)."""
+    from pipelines.runner import instance_for, run_build, tick_revocation_sensor
+
+    started = time.perf_counter()
     root = resolve_home(home)
     console.print(f"[bold yellow]{SIMULATION_NOTICE}[/]")
     ledger = Ledger.at_home(root)
     ledger.init()
-    Catalog(root).ensure_schema()
+    catalog = Catalog(root)
+    catalog.ensure_schema()
+    config = BuildConfig(notices=[SIMULATION_NOTICE])
 
     console.rule("1. consent ledger (simulated)")
     if ledger.head().seq == 0:
@@ -32,19 +50,68 @@ def demo(home: HomeOption = None) -> None:
     else:
         console.print(f"the ledger already holds {ledger.head().seq} events: simulation skipped")
     head = ledger.verify()
-    eligible = ledger.eligible(DEMO_PURPOSE)
     console.print(f"ledger verified: head {head.seq} {head.hash[:16]}…; "
-                  f"{len(eligible)} subjects eligible for {DEMO_PURPOSE} now")
+                  f"{len(ledger.eligible(DEMO_PURPOSE))} subjects eligible for {DEMO_PURPOSE} now")
 
     console.rule("2. sources (Br35H, simulated subjects)")
     with tempfile.TemporaryDirectory() as tmp:
         manifest = write_demo_manifest(Path(tmp) / "br35h-manifest.csv")
         summary = ingest(br35h_root(), manifest=manifest, home=root, progress=True)
-    console.print(
-        f"accepted {summary.accepted}, duplicate {summary.duplicate}, "
-        f"quarantined {summary.quarantined}"
-    )
+    console.print(f"accepted {summary.accepted}, already there {summary.duplicate}, "
+                  f"quarantined {summary.quarantined}")
+
+    console.rule(f"3. build: {config.shards} SISA shards, {config.generator.preset} DDPM at "
+                 f"{config.generator.image_size}px, {config.generator.epochs} epochs")
+    instance = instance_for(root)
+    first = run_build(root, config, instance=instance, progress=True)
+    if not first.success:
+        raise ConsentgenError(f"the demo build did not publish: {first.failure}")
+    console.print(f"published {first.version}; checks: "
+                  + ", ".join(f"{k} {'passed' if v else 'FAILED'}" for k, v in sorted(first.checks.items())))
+
+    console.rule("4. revocation")
+    victims, shard = pick_victims(catalog, first.version, REVOKE_COUNT)
+    cursor = ledger.head().seq
+    for subject in victims:
+        ledger.revoke(subject, DEMO_PURPOSE, actor="demo-simulation", source="simulated-consent-v1")
+    console.print(f"revoked {len(victims)} simulated subjects whose images trained shard {shard}: "
+                  f"{', '.join(victims)}")
+    tick = tick_revocation_sensor(root, config, cursor=cursor, instance=instance)
+    folder = releases_root(root) / first.version
+    withdrawn = (folder / WITHDRAWN).read_text().split()
+    gone = sum(not (folder / i.file_name).exists() for i in
+               catalog.select(ReleaseImage, "WHERE version = ? AND image_id IN (SELECT image_id FROM "
+                              "withdrawals WHERE version = ?)", [first.version, first.version]))
+    with catalog.read() as con:
+        latency = con.execute("SELECT max(latency_s) FROM withdrawals WHERE event_seq > ?",
+                              [cursor]).fetchall()[0][0]
+    console.print(f"sensor withdrew {len(withdrawn)} images from {first.version} at once "
+                  f"({gone} files deleted, listed in {folder / WITHDRAWN}); "
+                  f"latency from revoke to withdrawal at most {latency:.2f}s")
+    console.print(f"sensor requested a rebuild of shard(s) {tick.shards} only")
+
+    console.rule("5. rebuild of the affected shard")
+    second = run_build(root, config, shards=tick.shards, instance=instance, progress=True)
+    if not second.success:
+        raise ConsentgenError(f"the demo rebuild did not publish: {second.failure}")
+    console.print(f"retrained {second.retrained} of {config.shards} shard models; published {second.version}")
+
     console.rule("done")
-    console.print(f"data home: {root}")
-    console.print(f"ledger:    {ledger.path}")
-    console.print(f"catalog:   {Catalog(root).path}")
+    release = releases_root(root) / second.version
+    console.print(f"[bold]release:[/]   {release}")
+    console.print(f"[bold]data card:[/] {release / 'data_card.html'} (and data_card.md)")
+    console.print(f"first release, with its withdrawals: {folder}")
+    console.print(f"ledger: {ledger.path}   catalog: {catalog.path}")
+    console.print(f"demo took {time.perf_counter() - started:.0f}s; `consentgen ui` shows the runs")
+
+
+def pick_victims(catalog: Catalog, version: str, count: int) -> tuple[list[str], int]:
+    """`count` subjects who trained the model of one shard that made images in `version`."""
+    images = catalog.select(ReleaseImage, "WHERE version = ? ORDER BY image_id", [version])
+    if not images:
+        raise ConsentgenError(f"{version} has no images to revoke")
+    model_version = images[0].model_version
+    shard = catalog.select(ShardModel, "WHERE model_version = ?", [model_version])[0].shard
+    subjects = sorted({r.subject_id for r in catalog.select(
+        ModelRecord, "WHERE model_version = ?", [model_version])})
+    return sorted(random.Random(0).sample(subjects, min(count, len(subjects)))), shard

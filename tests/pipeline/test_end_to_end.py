@@ -74,9 +74,12 @@ def test_consent_revocation_and_rebuild(deployment: Deployment) -> None:
     victim = dep.catalog.select(ModelRecord, "WHERE model_version = ?", [victim_model])[0].subject_id
     victim_shard = images[0].shard
     models_before = {m.shard: m.model_version for m in dep.catalog.select(ShardModel)}
+    # meanwhile the never-asked subject opts in: their shard gains records, yet its model,
+    # whose every record is still consented, stays usable until that shard is rebuilt
+    dep.ledger.grant(never_asked, PURPOSE)
     revoke = dep.ledger.revoke(victim, PURPOSE)
 
-    tick = tick_revocation_sensor(dep.home, dep.config, cursor=revoke.seq - 1, instance=dep.instance)
+    tick = tick_revocation_sensor(dep.home, dep.config, cursor=revoke.seq - 2, instance=dep.instance)
     tainted = [i for i in images if i.model_version == victim_model]
     assert tick.shards == [victim_shard] and tick.cursor == revoke.seq
     assert all(not (v1 / i.file_name).exists() for i in tainted)            # gone at once
@@ -86,7 +89,7 @@ def test_consent_revocation_and_rebuild(deployment: Deployment) -> None:
     withdrawals = dep.catalog.select(Withdrawal)
     assert len(withdrawals) == len(tainted) and all(w.latency_s >= 0 for w in withdrawals)
     assert {w.event_seq for w in withdrawals} == {revoke.seq}
-    again = tick_revocation_sensor(dep.home, dep.config, cursor=revoke.seq - 1, instance=dep.instance)
+    again = tick_revocation_sensor(dep.home, dep.config, cursor=revoke.seq - 2, instance=dep.instance)
     assert len(dep.catalog.select(Withdrawal)) == len(tainted)  # idempotent
     # the shard is still stale until rebuilt: the same request again, which Dagster
     # de-duplicates by its run key
