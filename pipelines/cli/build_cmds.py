@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from typing import Annotated
 
@@ -105,4 +104,5 @@ def ui(home: HomeOption = None,
     cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions",
            "-h", "127.0.0.1", "-p", str(port)]
     console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={env['DAGSTER_HOME']})")
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    sys.stdout.flush()
+    os.execve(sys.executable, cmd, env)  # become `dagster dev`: Ctrl-C reaches it directly
