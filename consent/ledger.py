@@ -21,7 +21,14 @@ import pyarrow as pa
 from consent.canonical import GENESIS_HASH, HASH_SQL, canonical_bytes, chain_hash
 from consent.events import Action, ConsentEvent, LedgerEvent, to_utc, utc_now
 from consent.state import ConsentState, status_of
-from consent.store import EVENT_COLUMNS, connect, create_schema, from_db_time, has_schema, to_db_time
+from consent.store import (
+    EVENT_COLUMNS,
+    connect,
+    create_schema,
+    from_db_time,
+    has_schema,
+    to_db_time,
+)
 from consentgen.duck import DEFAULT_MAX_WAIT_S, fetch_one
 from consentgen.errors import EventConflictError, InvalidEventError, LedgerIntegrityError
 from consentgen.home import ledger_path
@@ -227,7 +234,7 @@ class Ledger:
         it at `as_of_seq` (default: everything recorded so far)."""
         when = _as_of(at)
         with self._reader() as con:
-            row = fetch_one(con, 
+            row = fetch_one(con,
                 _DECIDING_SQL.format(subject_filter="AND subject_id = $subject"),
                 {"purpose": purpose, "at": to_db_time(when), "as_of": as_of_seq or _MAX_SEQ,
                  "subject": subject_id},

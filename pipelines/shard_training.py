@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from consentgen.errors import GeneratorError
 from consent.events import utc_now
+from consentgen.errors import GeneratorError
 from generators.checkpoints import load_checkpoint, save_checkpoint
 from generators.config import DiffusionConfig, DPConfig
 from generators.trained import TrainedGenerator

@@ -13,8 +13,7 @@ import typer
 from rich.console import Console
 
 from consentgen.errors import ConsentgenError
-from pipelines.cli import build_cmds, consent_cmds, demo_cmds
-from pipelines.cli import ingest_cmds
+from pipelines.cli import build_cmds, consent_cmds, demo_cmds, ingest_cmds
 from pipelines.cli.common import err_console
 
 app = typer.Typer(
@@ -42,4 +41,4 @@ def main() -> None:
         sys.exit(1)
 
 
-__all__ = ["app", "main", "Console"]
+__all__ = ["Console", "app", "main"]

@@ -7,7 +7,6 @@ import sys
 import textwrap
 import time
 from datetime import datetime
-from pathlib import Path
 
 import duckdb
 import pytest

@@ -7,7 +7,6 @@ shard, a planted near-duplicate blocks the release, and a failed publish leaves 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
