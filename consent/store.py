@@ -88,7 +88,7 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 def has_schema(con: duckdb.DuckDBPyConnection) -> bool:
     found = fetch_one(con,
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'events'"
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'events'"
     )
     return bool(found and found[0])
 
