@@ -1,0 +1,102 @@
+"""Memorisation audit, privacy and utility figures (issue 6; DESIGN.md invariant 3).
+
+No published image may be a near-duplicate of ANY source image. This package compares
+generated candidates with every source under four metrics, drops and replaces the ones
+that cross a threshold, and computes the privacy and utility figures of the data card.
+It imports numpy, scipy, torch, faiss, Pillow, pyarrow, pydantic and `consentgen.errors`
+only: never Dagster, DuckDB, `pipelines`, `consent` or `generators`.
+
+Inputs are uint8 image arrays, [N, H, W] or [N, H, W, C], all of one size (the
+normalised sources' size), plus ids. Every metric works on luminance.
+
+Public API (what the Dagster layer calls):
+
+Near-duplicate audit
+    AuditConfig                      thresholds per metric, search mode, embedding model
+    audit_candidates(candidates, sources, source_ids, config=None, candidate_ids=None)
+        -> AuditResult               .table (pyarrow, one row per candidate: nearest
+                                     source id and value per metric, flagged, flagged_by),
+                                     .summary (AuditSummary: counts, thresholds, search
+                                     report with index recall, histograms), .flagged
+    AuditIndex.build(sources, source_ids, config=None) -> AuditIndex
+        .audit(candidates, candidate_ids=None) -> AuditResult   (sources prepared once)
+    replace_near_duplicates(sample_fn, sources, source_ids, target, config=None,
+                            max_rounds=5) -> ReplacementOutcome(kept, table, rounds,
+                                                                n_flagged)
+        raises ReplacementExhausted (a ReplacementExhaustedError) naming the flagged count
+    distance_histograms(table, config) -> dict[str, MetricHistogram]
+
+Calibration
+    calibrate(sources, config=None, seed=0, *, groups=None, source_ids=None,
+              n_positives=100, n_negatives=200, params=None) -> CalibrationReport
+    transform_images(images, transform, seed=0, params=None)   crop|flip|noise|brightness|jpeg
+    duplicate_groups(images, max_pixel_l2=0.4, mirrored=True) -> int64 [N] group labels
+
+Privacy
+    dcr_figures(synthetic, train, holdout, seed=0) -> DcrFigures
+        (.model_dump(): share_closer_to_train, dcr_ratio, n_synthetic, n_train,
+         n_holdout, n_balanced, median_synthetic_dcr, median_holdout_dcr, metric)
+    membership_inference_auc(member_losses, nonmember_losses) -> float
+
+Utility
+    tstr_figures(synthetic, synthetic_labels, train_real, train_labels, test_real,
+                 test_labels, seed=0, epochs=15) -> TstrFigures
+        (.model_dump(): tstr_accuracy, trtr_accuracy, tstr_over_trtr, chance_accuracy, ...)
+
+Metrics (table columns; a candidate is flagged when ANY crosses its threshold):
+    phash_distance    64-bit pHash Hamming distance (bits identical to imagehash), <= max
+    pixel_l2          RMS difference of the standardised images, <= max
+    patch_l2          tile-wise max of that RMS (Carlini et al. 2023), <= max
+    embedding_cosine  flip-matched cosine of a TorchScript model's embedding, or of the
+                      built-in DCT-PCA embedding with region descriptors, >= min
+"""
+
+from .audit import AuditIndex, audit_candidates
+from .calibration import (
+    TRANSFORMS,
+    CalibrationReport,
+    TransformDetection,
+    TransformParams,
+    calibrate,
+    transform_images,
+)
+from .config import AuditConfig
+from .grouping import duplicate_groups
+from .privacy import DcrFigures, dcr_figures, membership_inference_auc
+from .replacement import ReplacementExhausted, ReplacementOutcome, replace_near_duplicates
+from .results import (
+    METRICS,
+    AuditResult,
+    AuditSummary,
+    MetricHistogram,
+    SearchReport,
+    distance_histograms,
+)
+from .utility import TstrFigures, tstr_figures
+
+__all__ = [
+    "METRICS",
+    "TRANSFORMS",
+    "AuditConfig",
+    "AuditIndex",
+    "AuditResult",
+    "AuditSummary",
+    "CalibrationReport",
+    "DcrFigures",
+    "MetricHistogram",
+    "ReplacementExhausted",
+    "ReplacementOutcome",
+    "SearchReport",
+    "TransformDetection",
+    "TransformParams",
+    "TstrFigures",
+    "audit_candidates",
+    "calibrate",
+    "dcr_figures",
+    "distance_histograms",
+    "duplicate_groups",
+    "membership_inference_auc",
+    "replace_near_duplicates",
+    "transform_images",
+    "tstr_figures",
+]
