@@ -15,7 +15,6 @@ from collections.abc import Callable
 import numpy as np
 
 from consent.events import utc_now
-from generators.sampling import sample
 from pipelines.catalog import AuditRow, Candidate, Catalog, ShardModel, Snapshot
 from pipelines.images import write_png
 from pipelines.settings import BuildConfig
@@ -39,6 +38,8 @@ def sample_candidates(
     config: BuildConfig, *, progress: bool = False,
 ) -> list[Candidate]:
     """Sample one image per label from `model`, write PNGs, return (unrecorded) rows."""
+    from generators.sampling import sample  # torch: only when sampling
+
     generator = load_model(catalog, model)
     pixels = sample(generator, len(labels), labels, steps=config.generator.sample_steps, seed=seed,
                     progress=progress)

@@ -118,7 +118,7 @@ def make_definitions(config: BuildConfig | None = None, home: str | Path | None 
         from pipelines.snapshot import take_snapshot
 
         snap = take_snapshot(ledger.ledger(), catalog.catalog(), settings.config().purpose,
-                             run_id=context.run_id)
+                             run_id=context.run.run_id)
         return dg.MaterializeResult(metadata={
             "snapshot_id": snap.snapshot_id, "head_seq": snap.head_seq, "head_hash": snap.head_hash,
             "taken_at": snap.taken_at.isoformat()})

@@ -18,9 +18,6 @@ from consentgen.errors import ConsentgenError
 from pipelines.catalog import Catalog, ModelRecord, ReleaseImage, ShardModel
 from pipelines.cli.common import HomeOption, console, resolve_home
 from pipelines.demo import DEMO_PURPOSE, SIMULATION_NOTICE, simulate_consent
-from pipelines.demo_sources import br35h_root, demo_subject_ids, write_demo_manifest
-from pipelines.ingest import ingest
-from pipelines.release import WITHDRAWN, releases_root
 from pipelines.settings import BuildConfig
 
 REVOKE_COUNT = 3
@@ -28,6 +25,9 @@ REVOKE_COUNT = 3
 
 def demo(home: HomeOption = None) -> None:
     """Run the demo end to end on Br35H (simulated subjects and consent)."""
+    from pipelines.demo_sources import br35h_root, demo_subject_ids, write_demo_manifest
+    from pipelines.ingest import ingest
+    from pipelines.release import WITHDRAWN, releases_root
     from pipelines.runner import instance_for, run_build, tick_revocation_sensor
 
     started = time.perf_counter()
