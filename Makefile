@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 export CONSENTGEN_HOME ?= $(CURDIR)/data
+# idle OpenMP threads sleep rather than spin: torch on a shared 2-core machine stays fast
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: demo test bench install clean-data lint
 

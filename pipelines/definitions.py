@@ -12,6 +12,7 @@ over every shard, a revocation's rebuild one run over the affected shards only.
 """
 
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,10 @@ from consent import Ledger
 from consentgen.home import data_home
 from pipelines.catalog import Catalog, Snapshot
 from pipelines.settings import CRON_ENV, DEFAULT_CRON, BuildConfig, config_from_env
+
+# The single-run backfill policy is what makes a rebuild one run over several shards;
+# we rely on it knowingly, so its "beta" notice is not news to print on every command.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
 PARTITION_RANGE_START = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END = "dagster/asset_partition_range_end"

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# `make test` runs two pytest workers on two cores: one torch thread each, and idle
+# OpenMP threads that sleep instead of spinning (measured ~6x faster steps under load).
+os.environ.setdefault("CONSENTGEN_TORCH_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 
