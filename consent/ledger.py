@@ -295,7 +295,7 @@ class Ledger:
     def to_arrow(self) -> pa.Table:
         """Every event as an Arrow table (times as UTC), for exports."""
         with self._reader() as con:
-            table = con.execute(_SELECT_EVENTS + " ORDER BY seq").to_arrow_table()
+            table = con.sql(_SELECT_EVENTS + " ORDER BY seq").to_arrow_table()
         for name in ("effective_at", "expires_at", "recorded_at"):
             idx = table.schema.get_field_index(name)
             table = table.set_column(idx, name, table.column(name).cast(pa.timestamp("us", tz="UTC")))

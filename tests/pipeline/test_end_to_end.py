@@ -7,6 +7,7 @@ shard, a planted near-duplicate blocks the release, and a failed publish leaves 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -25,6 +26,14 @@ from tests.pipeline.conftest import PURPOSE, Deployment
 from validation.metadata import find_identifying_metadata
 
 UP_TO_AUDIT = dg.AssetSelection.assets("audit").upstream()
+
+
+def load_image_folder(folder: Path, cache: Path):
+    """`datasets.load_dataset("imagefolder")`, offline, as a consumer of a release would."""
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    from datasets import load_dataset
+
+    return load_dataset("imagefolder", data_dir=str(folder), split="train", cache_dir=str(cache))
 
 
 def trained_subjects(dep: Deployment) -> set[str]:
@@ -93,6 +102,12 @@ def test_consent_revocation_and_rebuild(deployment: Deployment) -> None:
     # the shard is still stale until rebuilt: the same request again, which Dagster
     # de-duplicates by its run key
     assert again.shards == [victim_shard] and again.run_keys == tick.run_keys
+
+    # what remains of v0001 still loads as an image folder, labels from the class folders
+    remaining = load_image_folder(v1 / "images", dep.home.parent / "hf-cache")
+    assert remaining.num_rows == len(untouched)
+    assert sorted(remaining.features["label"].names) == sorted(
+        {dep.config.label_name(i.label) for i in images})
 
     second = run_build(dep.home, dep.config, shards=tick.shards, instance=dep.instance)
     assert second.success and second.version == "v0002", second.failure
