@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from consentgen.errors import ReplacementExhaustedError
 from pipelines.candidates import _seed, sample_candidates, snapshot_candidates
@@ -21,7 +20,7 @@ from pipelines.images import load_gray
 from pipelines.settings import BuildConfig
 from pipelines.shard_training import current_models
 from validation.audit import AuditConfig, AuditIndex
-from validation.audit.results import AuditSummary, distance_histograms
+from validation.audit.results import AuditSummary
 
 
 def audit_config(config: BuildConfig) -> AuditConfig:
@@ -62,7 +61,6 @@ class AuditOutcome:
     replaced: int
     rounds: int
     summary: AuditSummary  # of the first round, all candidates
-    kept_table: pa.Table   # the final row of every kept candidate (for the data card)
 
 
 def audit_and_replace(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
@@ -100,11 +98,6 @@ def audit_and_replace(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
             f"{round_} replacement round(s) ({flagged_total} flagged in all); raise "
             "max_replacement_rounds or train longer"
         )
-    everything = pa.concat_tables(tables)
-    kept_table = everything.filter(pc.invert(everything.column("flagged")))
-    return AuditOutcome(kept=kept_table.num_rows, flagged_total=flagged_total, replaced=replaced,
-                        rounds=round_, summary=first.summary, kept_table=kept_table)
-
-
-def kept_histograms(kept_table: pa.Table, config: BuildConfig):
-    return distance_histograms(kept_table, audit_config(config))
+    kept = sum(t.num_rows - sum(t.column("flagged").to_pylist()) for t in tables)
+    return AuditOutcome(kept=kept, flagged_total=flagged_total, replaced=replaced,
+                        rounds=round_, summary=first.summary)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from consent.events import utc_now
-from pipelines.catalog import AuditRow, Candidate, Catalog, ShardModel, Snapshot
+from pipelines.catalog import Candidate, Catalog, ShardModel, Snapshot
 from pipelines.images import write_png
 from pipelines.settings import BuildConfig
 from pipelines.shard_training import current_models, load_model, shard_training_records
@@ -105,6 +105,3 @@ def kept_candidates(catalog: Catalog, snapshot_id: str) -> list[Candidate]:
         [snapshot_id, snapshot_id],
     )
 
-
-__all__ = ["AuditRow", "generate_candidates", "kept_candidates", "sample_candidates",
-           "snapshot_candidates"]

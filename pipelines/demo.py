@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from pydantic import BaseModel, Field
 
@@ -97,7 +96,3 @@ def simulate_consent(
             event(subject, 0, "grant", granted_at)
     result = ledger.append_many(events)
     return SimulatedConsent(at=now, events=len(events), head_seq=result.head.seq, **stories)
-
-
-def demo_home_ready(home: Path) -> bool:
-    return (home / "consent.duckdb").exists()

@@ -97,7 +97,6 @@ class SensorTick:
     cursor: int
     shards: list[int]
     run_keys: list[str]
-    log: list[str]
 
 
 def tick_revocation_sensor(home: Path, config: BuildConfig, *, cursor: int,
@@ -119,4 +118,4 @@ def tick_revocation_sensor(home: Path, config: BuildConfig, *, cursor: int,
         end = int(request.tags["dagster/asset_partition_range_end"])
         shards += list(range(start, end + 1))
     return SensorTick(int(result.cursor), sorted(set(shards)),
-                      [r.run_key for r in result.run_requests or []], [])
+                      [r.run_key for r in result.run_requests or []])
