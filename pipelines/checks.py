@@ -105,7 +105,8 @@ def run_expectations(catalog: Catalog, staged: list, config: BuildConfig, *, doc
     """
     from validation.expectations import validate_audit, validate_manifest
 
-    forbidden = {s.record_id for s in catalog.sources()} | {s.subject_id for s in catalog.sources()}
+    sources = catalog.sources()
+    forbidden = {s.record_id for s in sources} | {s.subject_id for s in sources}
     size = config.generator.image_size
     limits = thresholds(config)
     manifest = validate_manifest(
