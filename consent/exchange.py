@@ -11,11 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from consent.events import ConsentEvent, describe_validation_error, utc_now
 from consent.ledger import AppendResult, Ledger
 from consent.state import ConsentStatus
 from consentgen.errors import ConfigError, EventConflictError, ImportRejectedError, LedgerError
+from consentgen.files import atomic_output
 
 REQUIRED_COLUMNS = ("subject_id", "purpose", "action")
 OPTIONAL_COLUMNS = ("event_id", "effective_at", "expires_at", "actor", "source")
@@ -180,23 +178,6 @@ def _repeated_ids(parsed: list[tuple[int, ConsentEvent]]) -> list[tuple[int, str
 
 
 # --- export ------------------------------------------------------------------------------
-
-
-@contextmanager
-def atomic_output(path: str | Path, mode: str = "w") -> Iterator[Any]:
-    """Write to a temporary sibling, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def export_jsonl(ledger: Ledger, path: str | Path) -> int:

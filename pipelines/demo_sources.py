@@ -37,6 +37,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from consentgen.errors import ConfigError
+from consentgen.files import atomic_output
 
 DEMO_SEED = 20_240_604
 LABELS = {"yes": 1, "no": 0}
@@ -114,8 +115,6 @@ def write_demo_manifest(dest_csv: str | os.PathLike[str], seed: int = DEMO_SEED)
     writer.writerow(["path", "subject_id", "label", "record_id", "simulated"])
     for s in demo_slices(seed):
         writer.writerow([s.relpath, s.subject_id, s.label, s.record_id, "true"])
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, dest)
+    with atomic_output(dest) as fh:
+        fh.write(buf.getvalue())
     return dest

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from consentgen.files import atomic_output
 from validation.normalize import encode_png
 
 
@@ -26,10 +26,5 @@ def load_gray(paths: Sequence[Path], size: int) -> np.ndarray:
 
 def write_png(pixels: np.ndarray, path: Path) -> None:
     """Write a metadata-free PNG atomically (temp file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_output(path, "wb") as fh:
         fh.write(encode_png(pixels))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from consent import Ledger
 from consent.events import utc_now
 from consentgen.errors import ConsentgenError, ReleaseError
+from consentgen.files import atomic_output, fsync_dir
 from pipelines.candidates import kept_candidates
 from pipelines.catalog import Catalog, Release, ReleaseImage, Snapshot
 from pipelines.lineage import unconsented_lineage
@@ -54,30 +55,12 @@ def next_version(catalog: Catalog) -> str:
     return f"v{max(numbers, default=0) + 1:04d}"
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(root: Path) -> None:
     for folder, _, files in os.walk(root):
         for name in files:
             with open(os.path.join(folder, name), "rb") as fh:
                 os.fsync(fh.fileno())
         fsync_dir(Path(folder))
-
-
-def write_atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def latest_version(home: Path) -> str | None:
@@ -143,7 +126,8 @@ def publish_release(
         recorded = True
         os.rename(tmp, final)
         fsync_dir(root)
-        write_atomic_text(root / LATEST, version + "\n")
+        with atomic_output(root / LATEST) as fh:
+            fh.write(version + "\n")
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if final.exists() and latest_version(catalog.home) != version:

@@ -16,7 +16,8 @@ from datetime import datetime
 from consent.events import utc_now
 from pipelines.catalog import Catalog, Withdrawal
 from pipelines.lineage import published_images_of_subject, shards_trained_on
-from pipelines.release import WITHDRAWN, fsync_dir, releases_root
+from consentgen.files import fsync_dir
+from pipelines.release import WITHDRAWN, releases_root
 
 
 @dataclass
