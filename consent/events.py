@@ -32,7 +32,7 @@ def to_utc(value: datetime, field: str) -> datetime:
     if not isinstance(value, datetime):
         raise ValueError(f"{field} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{field} is a naive datetime; give a time zone (e.g. Z or +00:00)")
+        raise ValueError(f"{field} is a naive datetime (no time zone); add Z or +00:00")
     return value.astimezone(UTC)
 
 
@@ -54,7 +54,8 @@ def _check_text(value: str, field: str, *, allow_empty: bool = False) -> str:
     return value
 
 
-def _parse_time(value: Any, field: str) -> datetime:
+def parse_utc(value: Any, field: str) -> datetime:
+    """An ISO-8601 string (Z or an offset) or an aware datetime, as UTC; ValueError otherwise."""
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -107,7 +108,7 @@ class ConsentEvent(BaseModel):
     def _times(cls, value: Any, info) -> datetime | None:
         if value is None or value == "":
             return None
-        return _parse_time(value, info.field_name)
+        return parse_utc(value, info.field_name)
 
     @model_validator(mode="after")
     def _expiry(self) -> ConsentEvent:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from consent.events import parse_utc
 from consentgen.errors import ConfigError
 from consentgen.home import HOME_ENV, data_home
 
@@ -30,9 +31,6 @@ def parse_time(value: str | None, option: str) -> datetime | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_utc(value, option)
     except ValueError as exc:
-        raise ConfigError(f"{option}: not an ISO-8601 time: {value!r}") from exc
-    if parsed.tzinfo is None:
-        raise ConfigError(f"{option}: {value!r} has no time zone; add Z or +00:00")
-    return parsed
+        raise ConfigError(str(exc)) from None
