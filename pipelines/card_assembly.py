@@ -46,8 +46,7 @@ EXPECTATIONS_DIR = "expectations"
 SAMPLE_GRID = 32
 
 
-def _pixels(catalog: Catalog, record_ids: list[str], size: int) -> np.ndarray:
-    by_id = {s.record_id: s for s in catalog.sources()}
+def _pixels(catalog: Catalog, by_id: dict[str, Any], record_ids: list[str], size: int) -> np.ndarray:
     return load_gray([catalog.home / by_id[r].image_path for r in record_ids], size)
 
 
@@ -60,12 +59,14 @@ def compute_figures(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
     from validation.audit.utility import tstr_figures
 
     size = config.generator.image_size
+    sources = catalog.sources()
+    by_id = {s.record_id: s for s in sources}
     eligible = load_eligible(catalog, snapshot.snapshot_id)
     train, holdout = eligible.by_role("train"), eligible.by_role("holdout")
     synthetic = load_gray([catalog.home / s.candidate.image_path for s in staged], size)
     syn_labels = np.array([s.candidate.label for s in staged])
-    train_px = _pixels(catalog, [r.record_id for r in train], size)
-    hold_px = _pixels(catalog, [r.record_id for r in holdout], size)
+    train_px = _pixels(catalog, by_id, [r.record_id for r in train], size)
+    hold_px = _pixels(catalog, by_id, [r.record_id for r in holdout], size)
     notes: list[str] = []
     privacy: dict[str, Any] = {}
     utility: dict[str, Any] = {}
@@ -87,9 +88,9 @@ def compute_figures(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
 
             generator = load_model(catalog, model)
             args = {"timestep": figures.mia_timestep, "seed": config.seed}
-            m = per_sample_loss(generator, _pixels(catalog, [r.record_id for r in members], size),
+            m = per_sample_loss(generator, _pixels(catalog, by_id, [r.record_id for r in members], size),
                                 np.array([r.label for r in members]), **args)
-            o = per_sample_loss(generator, _pixels(catalog, [r.record_id for r in others], size),
+            o = per_sample_loss(generator, _pixels(catalog, by_id, [r.record_id for r in others], size),
                                 np.array([r.label for r in others]), **args)
             privacy["membership_auc"] = membership_inference_auc(m, o)
         except ConsentgenError as exc:
@@ -106,12 +107,12 @@ def compute_figures(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
         except AuditError as exc:
             notes.append(f"utility not computed: {exc}")
     if figures.calibration:
-        sources = catalog.sources()[: figures.calibration_sources]
+        sample = sources[: figures.calibration_sources]
         try:
-            report = calibrate(load_gray([catalog.home / s.image_path for s in sources], size),
+            report = calibrate(load_gray([catalog.home / s.image_path for s in sample], size),
                                audit_config(config), seed=config.seed,
-                               groups=[s.subject_id for s in sources],
-                               n_positives=max(4, len(sources) // 4), n_negatives=max(2, len(sources) // 4))
+                               groups=[s.subject_id for s in sample],
+                               n_positives=max(4, len(sample) // 4), n_negatives=max(2, len(sample) // 4))
             calibration = CalibrationRates(
                 detection_rate={k: v.detected for k, v in report.detection.items()},
                 false_positive_rate=report.false_positive_rate,
