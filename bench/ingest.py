@@ -7,7 +7,7 @@ Figures (one JSON line appended to bench/results/ingest.jsonl):
   the least any ingest has to do, with no checks, hashing or catalog.
 - `bare_draft_images_per_s`: the same with JPEG DCT-domain downscaling (`draft`), which
   ingest also uses, so the two ratios separate "our overhead" from "our decoding trick".
-- `ingest_images_per_s`: `pipelines.ingest.ingest` of the demo manifest into a fresh
+- `ingest_images_per_s`: `pipelines.steps.ingest.ingest` of the demo manifest into a fresh
   home (decode checks, normalise, content hash, PNG write, catalog rows).
 - `reingest_images_per_s`: the same ingest again: every file a duplicate (no-op).
 - `ratio_ingest_vs_bare`, `ratio_ingest_vs_bare_draft`: ingest rate over the bare rates.
@@ -25,8 +25,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._results import write_result
-from pipelines.demo_sources import br35h_root, demo_slices, write_demo_manifest
-from pipelines.ingest import ingest
+from pipelines.demo.sources import br35h_root, demo_slices, write_demo_manifest
+from pipelines.steps.ingest import ingest
 
 SIZE = (64, 64)
 

@@ -30,7 +30,7 @@ def build_config(profile: str, shards: int | None) -> BuildConfig:
 
 def build(profile: ProfileOption = "demo", shards: ShardsOption = None, home: HomeOption = None) -> None:
     """Materialise the whole graph in process: snapshot, train, sample, audit, publish."""
-    from pipelines.runner import BuildFailed, run_build
+    from pipelines.defs.runner import BuildFailed, run_build
 
     root = resolve_home(home)
     report = run_build(root, build_config(profile, shards), progress=True)
@@ -44,7 +44,7 @@ def build(profile: ProfileOption = "demo", shards: ShardsOption = None, home: Ho
 @release_app.command("list")
 def list_(home: HomeOption = None) -> None:
     """Every published version with its consent head and withdrawals."""
-    from pipelines.release import list_releases
+    from pipelines.steps.release import list_releases
 
     table = Table("version", "created", "images", "withdrawn", "consent head", "latest", box=None)
     for r in list_releases(Catalog(resolve_home(home))):
@@ -58,8 +58,8 @@ def list_(home: HomeOption = None) -> None:
 def show(version: Annotated[str, typer.Argument(help="e.g. v0001 (default: LATEST)")] = "",
          home: HomeOption = None) -> None:
     """Where a release is, what it holds, and what was withdrawn from it."""
-    from pipelines.release import latest_version, releases_root
-    from pipelines.withdrawal import withdrawn_ids
+    from pipelines.steps.release import latest_version, releases_root
+    from pipelines.steps.withdrawal import withdrawn_ids
 
     root = resolve_home(home)
     catalog = Catalog(root)
@@ -85,7 +85,7 @@ def withdraw(
 ) -> None:
     """Withdraw a subject's images from every release now (the sensor does this on a revoke)."""
     from consent.events import utc_now
-    from pipelines.withdrawal import withdraw_subject
+    from pipelines.steps.withdrawal import withdraw_subject
 
     root = resolve_home(home)
     head = Ledger.at_home(root).head()
@@ -97,11 +97,11 @@ def withdraw(
 def ui(home: HomeOption = None,
        port: Annotated[int, typer.Option("--port", help="Web UI port.")] = 3000) -> None:
     """Start the Dagster web UI (and daemon) on these definitions."""
-    from pipelines.runner import dagster_home
+    from pipelines.defs.runner import dagster_home
 
     root = resolve_home(home)
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home(root)), "CONSENTGEN_HOME": str(root)}
-    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions",
+    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.defs.definitions",
            "-h", "127.0.0.1", "-p", str(port)]
     console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={env['DAGSTER_HOME']})")
     sys.stdout.flush()

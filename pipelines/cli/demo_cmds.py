@@ -17,7 +17,7 @@ from consent import Ledger
 from consentgen.errors import ConsentgenError
 from pipelines.catalog import Catalog, ModelRecord, ReleaseImage, ShardModel
 from pipelines.cli.common import HomeOption, console, resolve_home
-from pipelines.demo import DEMO_PURPOSE, SIMULATION_NOTICE, simulate_consent
+from pipelines.demo.consent import DEMO_PURPOSE, SIMULATION_NOTICE, simulate_consent
 from pipelines.settings import BuildConfig
 
 REVOKE_COUNT = 3
@@ -25,10 +25,10 @@ REVOKE_COUNT = 3
 
 def demo(home: HomeOption = None) -> None:
     """Run the demo end to end on Br35H (simulated subjects and consent)."""
-    from pipelines.demo_sources import br35h_root, demo_subject_ids, write_demo_manifest
-    from pipelines.ingest import ingest
-    from pipelines.release import WITHDRAWN, releases_root
-    from pipelines.runner import instance_for, run_build, tick_revocation_sensor
+    from pipelines.demo.sources import br35h_root, demo_subject_ids, write_demo_manifest
+    from pipelines.steps.ingest import ingest
+    from pipelines.steps.release import WITHDRAWN, releases_root
+    from pipelines.defs.runner import instance_for, run_build, tick_revocation_sensor
 
     started = time.perf_counter()
     root = resolve_home(home)

@@ -16,8 +16,8 @@ from rich.table import Table
 
 from consentgen.errors import ConfigError, ConsentgenError
 from pipelines.cli.common import HomeOption, console, err_console, resolve_home
-from pipelines.ingest import IngestConfig, IngestSummary
-from pipelines.ingest import ingest as run_ingest
+from pipelines.steps.ingest import IngestConfig, IngestSummary
+from pipelines.steps.ingest import ingest as run_ingest
 
 
 def ingest(

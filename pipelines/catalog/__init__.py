@@ -1,0 +1,42 @@
+"""The pipeline catalog (`<home>/catalog.duckdb`): its tables, the store, and every lineage query.
+
+`schema` declares each table once, `store` opens the file and reads and writes rows,
+`lineage` answers "which subjects stand behind this image, which images stand on this
+subject". Nothing here imports Dagster or the build steps.
+"""
+
+from pipelines.catalog.store import (
+    AuditRow,
+    Candidate,
+    Catalog,
+    EligibleRecord,
+    Exclusion,
+    IngestRun,
+    ModelRecord,
+    QuarantineEntry,
+    Release,
+    ReleaseImage,
+    SOURCES_DIR,
+    ShardModel,
+    Snapshot,
+    SourceRecord,
+    Withdrawal,
+)
+
+__all__ = [
+    "AuditRow",
+    "Candidate",
+    "Catalog",
+    "EligibleRecord",
+    "Exclusion",
+    "IngestRun",
+    "ModelRecord",
+    "QuarantineEntry",
+    "Release",
+    "ReleaseImage",
+    "SOURCES_DIR",
+    "ShardModel",
+    "Snapshot",
+    "SourceRecord",
+    "Withdrawal",
+]

@@ -1,0 +1,148 @@
+"""Train one SISA shard's generator on that shard's eligible training records only.
+
+A shard's model is named by a fingerprint of exactly what it was trained on (record ids,
+generator settings, seed). A shard whose records did not change since its last model is
+not retrained, which is what makes a revocation cost 1/K of a full rebuild.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from consent.events import utc_now
+from consentgen.errors import GeneratorError
+from generators.checkpoints import load_checkpoint, save_checkpoint
+from generators.config import DiffusionConfig, DPConfig
+from generators.trained import TrainedGenerator
+from generators.training import train_diffusion
+from pipelines.catalog import Catalog, EligibleRecord, ModelRecord, ShardModel, Snapshot
+from pipelines.steps.images import load_gray
+from pipelines.settings import BuildConfig
+
+MODELS_DIR = "models"
+
+
+class StaleShardError(GeneratorError):
+    """A shard's records changed but its model has not been rebuilt yet."""
+
+
+def diffusion_config(config: BuildConfig, shard: int) -> DiffusionConfig:
+    g = config.generator
+    dp = DPConfig(epsilon=g.dp_epsilon, delta=g.dp_delta) if g.dp_epsilon else None
+    return DiffusionConfig(
+        preset=g.preset, image_size=g.image_size, channels=1, num_classes=config.num_classes,
+        epochs=g.epochs, batch_size=g.batch_size, lr=g.lr, sample_steps=g.sample_steps,
+        seed=config.seed * 1000 + shard, dp=dp,
+    )
+
+
+def fingerprint(records: list[EligibleRecord], dconfig: DiffusionConfig) -> str:
+    payload = {
+        "records": sorted(r.record_id for r in records),
+        "config": dconfig.model_dump(mode="json"),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def shard_training_records(catalog: Catalog, snapshot_id: str, shard: int) -> list[EligibleRecord]:
+    return catalog.select(
+        EligibleRecord,
+        "WHERE snapshot_id = ? AND shard = ? AND role = 'train' ORDER BY record_id",
+        [snapshot_id, shard],
+    )
+
+
+def expected_model(catalog: Catalog, snapshot_id: str, shard: int, config: BuildConfig
+                   ) -> tuple[list[EligibleRecord], str]:
+    records = shard_training_records(catalog, snapshot_id, shard)
+    return records, fingerprint(records, diffusion_config(config, shard))
+
+
+def model_by_fingerprint(catalog: Catalog, shard: int, fp: str) -> ShardModel | None:
+    found = catalog.select(ShardModel, "WHERE shard = ? AND fingerprint = ? ORDER BY trained_at DESC",
+                           [shard, fp])
+    return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class ShardOutcome:
+    shard: int
+    model: ShardModel | None  # None: the shard has no eligible training records
+    retrained: bool
+
+
+def train_shard(catalog: Catalog, snapshot: Snapshot, shard: int, config: BuildConfig,
+                *, progress: bool = False) -> ShardOutcome:
+    records, fp = expected_model(catalog, snapshot.snapshot_id, shard, config)
+    if not records:
+        return ShardOutcome(shard, None, False)
+    existing = model_by_fingerprint(catalog, shard, fp)
+    if existing is not None and (catalog.home / existing.model_path).exists():
+        return ShardOutcome(shard, existing, False)
+    dconfig = diffusion_config(config, shard)
+    source_by_id = {s.record_id: s for s in catalog.sources()}
+    images = load_gray([catalog.home / source_by_id[r.record_id].image_path for r in records],
+                       config.generator.image_size)
+    labels = np.array([r.label for r in records], dtype=np.int64)
+    trained = train_diffusion(images, labels, dconfig, record_ids=[r.record_id for r in records],
+                              progress=progress)
+    version = f"shard{shard}-{fp[:16]}"
+    rel_path = f"{MODELS_DIR}/{shard}/{version}"
+    save_checkpoint(trained, catalog.home / rel_path, shard=shard, version=version,
+                    consent_head={"sequence": snapshot.head_seq, "hash": snapshot.head_hash})
+    losses = trained.record.loss_history
+    model = ShardModel(
+        model_version=version, shard=shard, snapshot_id=snapshot.snapshot_id, fingerprint=fp,
+        n_records=len(records), model_path=rel_path, epsilon=trained.epsilon,
+        final_loss=float(losses[-1]) if losses else None, trained_at=utc_now(),
+    )
+    catalog.add([model], [ModelRecord(model_version=version, record_id=r.record_id,
+                                      subject_id=r.subject_id) for r in records])
+    return ShardOutcome(shard, model, True)
+
+
+def current_models(catalog: Catalog, snapshot: Snapshot, config: BuildConfig) -> dict[int, ShardModel]:
+    """The model each shard uses for this snapshot; refuses one that saw a lapsed subject.
+
+    The model trained on exactly this snapshot's records is preferred. A shard this run
+    did not retrain may keep its newest model as long as every record that model saw is
+    still eligible (it merely lacks records granted since); a model that saw a record no
+    longer eligible is stale and is never used.
+    """
+    models, stale = {}, []
+    for shard in range(config.shards):
+        records, fp = expected_model(catalog, snapshot.snapshot_id, shard, config)
+        if not records:
+            continue
+        model = model_by_fingerprint(catalog, shard, fp) or _still_consented_model(
+            catalog, snapshot.snapshot_id, shard)
+        if model is None:
+            stale.append(shard)
+        else:
+            models[shard] = model
+    if stale:
+        raise StaleShardError(
+            f"shard(s) {', '.join(map(str, stale))} have no model whose records are all eligible "
+            f"in snapshot {snapshot.snapshot_id}; materialise their shard_models partitions first"
+        )
+    return models
+
+
+def _still_consented_model(catalog: Catalog, snapshot_id: str, shard: int) -> ShardModel | None:
+    found = catalog.select(
+        ShardModel,
+        "WHERE shard = ? AND NOT EXISTS (SELECT 1 FROM model_records r "
+        "WHERE r.model_version = shard_models.model_version AND r.record_id NOT IN "
+        "(SELECT record_id FROM eligible_records WHERE snapshot_id = ? AND role = 'train')) "
+        "ORDER BY trained_at DESC LIMIT 1",
+        [shard, snapshot_id],
+    )
+    return found[0] if found else None
+
+
+def load_model(catalog: Catalog, model: ShardModel) -> TrainedGenerator:
+    return load_checkpoint(catalog.home / model.model_path)

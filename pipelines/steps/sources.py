@@ -1,0 +1,21 @@
+"""What the ingested sources look like, for the `sources` asset's metadata."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from pipelines.catalog import Catalog
+
+
+def sources_summary(catalog: Catalog) -> dict[str, Any]:
+    sources = catalog.sources()
+    quarantined = catalog.quarantined()
+    return {
+        "records": len(sources),
+        "subjects": len({s.subject_id for s in sources}),
+        "labels": {str(k): v for k, v in sorted(Counter(s.label for s in sources).items(), key=str)},
+        "simulated_records": sum(s.simulated for s in sources),
+        "quarantined": len(quarantined),
+        "quarantined_by_reason": dict(Counter(q.reason for q in quarantined)),
+    }

@@ -1,0 +1,92 @@
+"""`consentgen ingest` through the real command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from pipelines.catalog import Catalog
+from pipelines.cli import app
+from tests import files as f
+
+runner = CliRunner()
+
+
+def make_folder(tmp_path: Path) -> tuple[Path, Path]:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(f.encode(f.pattern(), "PNG"))
+    (folder / "b.jpg").write_bytes(f.encode(f.pattern(), "JPEG"))
+    (folder / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    manifest = f.write_manifest(
+        tmp_path / "m.csv",
+        [
+            {"path": n, "subject_id": f"s{i}", "label": i % 2}
+            for i, n in enumerate(["a.png", "b.jpg", "c.png"])
+        ],
+    )
+    return folder, manifest
+
+
+def test_ingest_prints_the_summary(tmp_path: Path, home: Path) -> None:
+    folder, manifest = make_folder(tmp_path)
+    result = runner.invoke(app, ["ingest", str(folder), "--manifest", str(manifest)])
+    assert result.exit_code == 0, result.output
+    lines = {" ".join(line.split()) for line in result.stdout.splitlines()}
+    assert {"accepted 2", "quarantined 1", "corrupt_image 1", "duplicate (already in) 0"} <= lines
+    assert len(Catalog(home).sources()) == 2  # CONSENTGEN_HOME from the fixture
+    again = runner.invoke(
+        app, ["ingest", str(folder), "--manifest", str(manifest), "--home", str(home)]
+    )
+    assert "duplicate (already in) 2" in {
+        " ".join(line.split()) for line in again.stdout.splitlines()
+    }
+
+
+def test_subject_from_tag_option(tmp_path: Path, home: Path) -> None:
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    (folder / "x.dcm").write_bytes(f.dicom(np.arange(16).reshape(4, 4)))
+    result = runner.invoke(app, ["ingest", str(folder), "--subject-from-tag", "PatientID"])
+    assert result.exit_code == 0, result.output
+    assert [r.subject_id for r in Catalog(home).sources()] == ["PAT-0001"]
+
+
+def test_errors_are_one_line_on_stderr(tmp_path: Path, home: Path) -> None:
+    folder, _ = make_folder(tmp_path)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,subject_id\na.png,s1\nb.jpg,\n", encoding="utf-8")
+    result = runner.invoke(app, ["ingest", str(folder), "--manifest", str(bad)])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error:") and "line 3: empty subject_id" in result.stderr
+    size = runner.invoke(app, ["ingest", str(folder), "--manifest", str(bad), "--size", "big"])
+    assert size.exit_code == 1 and size.stderr.startswith("error: --size")
+
+
+def test_installed_console_script(tmp_path: Path, home: Path) -> None:
+    folder, manifest = make_folder(tmp_path)
+    script = Path(sys.executable).parent / "consentgen"
+    done = subprocess.run(
+        [str(script), "ingest", str(folder), "--manifest", str(manifest), "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "accepted" in done.stdout
+    failed = subprocess.run(
+        [str(script), "ingest", str(folder), "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert failed.returncode == 1
+    assert failed.stderr.strip().count("\n") == 0 and "--manifest" in failed.stderr

@@ -1,0 +1,51 @@
+"""`consentgen build` and `consentgen release list|show|withdraw` through the console script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.catalog import ModelRecord, ReleaseImage
+from pipelines.steps.release import WITHDRAWN
+from tests.pipelines.conftest import PURPOSE, Deployment
+
+CLI = str(Path(sys.executable).with_name("consentgen"))
+
+
+def run(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CONSENTGEN_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.slow
+def test_build_then_list_show_and_withdraw(deployment: Deployment) -> None:
+    dep = deployment
+    for subject in dep.subjects:
+        dep.ledger.grant(subject, PURPOSE)
+    built = run(dep.home, "build", "--profile", "test")
+    assert built.returncode == 0, built.stderr
+    assert "published v0001" in built.stdout and "data_card.html" in built.stdout
+
+    listed = run(dep.home, "release", "list")
+    assert listed.returncode == 0 and "v0001" in listed.stdout
+
+    shown = run(dep.home, "release", "show")  # LATEST by default
+    assert shown.returncode == 0
+    assert str(dep.home / "releases" / "v0001") in shown.stdout and "withdrawn 0" in shown.stdout
+
+    image = dep.catalog.select(ReleaseImage, "ORDER BY image_id")[0]
+    subject = dep.catalog.select(ModelRecord, "WHERE model_version = ?", [image.model_version])[0].subject_id
+    withdrawn = run(dep.home, "release", "withdraw", "--subject", subject)
+    assert withdrawn.returncode == 0 and "v0001" in withdrawn.stdout
+    folder = dep.home / "releases" / "v0001"
+    assert image.image_id in (folder / WITHDRAWN).read_text().split()
+    assert not (folder / image.file_name).exists()
+    assert f"withdrawn {len((folder / WITHDRAWN).read_text().split())}" in run(
+        dep.home, "release", "show", "v0001").stdout
+
+    missing = run(dep.home, "release", "show", "v0042")
+    assert missing.returncode != 0 and "no release v0042" in missing.stderr

@@ -1,0 +1,1 @@
+"""Gates on what ships: no identifying metadata, Great Expectations suites."""
