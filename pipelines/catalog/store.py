@@ -20,8 +20,7 @@ Builds add (one snapshot per build; internal lineage lives here and never ships)
 
 - `consent_snapshots`: the ledger head (seq, hash) and time a build honoured.
 - `eligible_records` / `exclusions`: each source's fate in that snapshot (shard and
-  train/holdout role, or the reason it was left out: ConsentWithdrawn, ConsentExpired,
-  ConsentUnknown, NoConsentRecord, UnknownLabel).
+  train/holdout role, or the reason it was left out: a `reasons.ExclusionReason`).
 - `shard_models` / `model_records`: each shard checkpoint and exactly the records it saw.
 - `candidates` / `audit_results`: samples with their shard and model version, and every
   audit round's nearest-source distances.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from consent import Ledger
 from generators.shards import shard_of
 from pipelines.catalog import Catalog, EligibleRecord, Exclusion, Snapshot
+from pipelines.catalog.reasons import ExclusionReason
 from pipelines.settings import BuildConfig
 
 
@@ -51,12 +52,12 @@ def select_eligible(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config
         subject = source.subject_id
         if subject not in granted:
             state = states.get(subject)
-            reason = state.status.value if state else "NoConsentRecord"
+            reason = ExclusionReason.for_status(state.status if state else None)
             exclusions.append(Exclusion(snapshot_id=snapshot.snapshot_id, record_id=source.record_id,
                                         subject_id=subject, reason=reason))
         elif source.label is None or source.label not in config.label_names:
             exclusions.append(Exclusion(snapshot_id=snapshot.snapshot_id, record_id=source.record_id,
-                                        subject_id=subject, reason="UnknownLabel"))
+                                        subject_id=subject, reason=ExclusionReason.UNKNOWN_LABEL))
         else:
             records.append(EligibleRecord(
                 snapshot_id=snapshot.snapshot_id, record_id=source.record_id, subject_id=subject,

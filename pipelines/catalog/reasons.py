@@ -1,0 +1,31 @@
+"""Why a source record was left out of a build: the one list, used by eligibility, card and docs."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from consent.state import ConsentStatus
+
+
+class ExclusionReason(StrEnum):
+    """The `exclusions.reason` of a record; the consent ones are W3C DPV state names."""
+
+    WITHDRAWN = ConsentStatus.WITHDRAWN.value
+    """The deciding event is a revoke (by the subject or on their behalf)."""
+    EXPIRED = ConsentStatus.EXPIRED.value
+    """The deciding grant has expired."""
+    NOT_YET = ConsentStatus.UNKNOWN.value
+    """The subject has ledger events, but none in effect yet (e.g. a future-dated grant)."""
+    NO_RECORD = "NoConsentRecord"
+    """The ledger has no event for the subject and purpose: opt-in means no."""
+    UNKNOWN_LABEL = "UnknownLabel"
+    """Consent holds, but the record's label is not one the build generates."""
+
+    @classmethod
+    def for_status(cls, status: ConsentStatus | None) -> ExclusionReason:
+        """The reason a subject in `status` (None: no event at all) is not eligible."""
+        if status is None:
+            return cls.NO_RECORD
+        if status is ConsentStatus.GIVEN:
+            raise ValueError("a granted subject is not excluded for consent")
+        return cls(status.value)
