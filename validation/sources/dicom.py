@@ -30,7 +30,7 @@ from pydicom.pixels import pixel_array as _pixel_array
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from consentgen.errors import ConfigError, DecodeError
-from validation.sources.decode import (
+from validation.sources.pixels import (
     DecodeConfig,
     DecodedImage,
     Reason,
@@ -38,7 +38,7 @@ from validation.sources.decode import (
     check_pixels,
     short_error,
     stretch_to_unit,
-    unit_to_l,
+    unit_to_8bit,
 )
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -217,7 +217,7 @@ def _to_image(
         if photometric == "MONOCHROME1":
             unit = 1.0 - unit
             notes.append("MONOCHROME1 inverted")
-        return unit_to_l(unit)
+        return unit_to_8bit(unit)
     if photometric == "PALETTE COLOR":
         try:
             rgb = apply_color_lut(arr, ds)
@@ -235,8 +235,8 @@ def _to_image(
 
 
 def _rgb(arr: np.ndarray, bits: int) -> Image.Image:
-    unit = np.asarray(arr, dtype=np.float64) / float(2**bits - 1)
-    return Image.fromarray(np.clip(np.rint(unit * 255.0), 0, 255).astype(np.uint8))
+    """Colour of any stored depth to 8 bits per channel, scaled by its full range."""
+    return unit_to_8bit(np.asarray(arr, dtype=np.float64) / float(2**bits - 1))
 
 
 def _display_gray(

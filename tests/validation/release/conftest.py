@@ -44,22 +44,18 @@ def make_manifest(n: int = 40, seed: int = 0) -> pd.DataFrame:
     })
 
 
-def make_audit(n_published: int = 30, n_replaced: int = 4, seed: int = 1) -> pd.DataFrame:
-    """Audit rows of every candidate: published ones clean, replaced ones flagged."""
+def make_audit(n: int = 30, seed: int = 1) -> pd.DataFrame:
+    """The audit table as a release ships it: the images that ship, none flagged."""
     rng = np.random.default_rng(seed)
-    n = n_published + n_replaced
-    published = np.array([True] * n_published + [False] * n_replaced)
-    frame = pd.DataFrame({
-        "candidate_id": [f"cand-{i:05d}" for i in range(n)],
-        "published": published,
-        "flagged": ~published,
-        "phash_distance": np.where(published, rng.integers(8, 40, n), 2).astype(np.int32),
-        "pixel_l2": np.where(published, rng.uniform(0.5, 1.4, n), 0.1).astype(np.float32),
-        "patch_l2": np.where(published, rng.uniform(0.8, 2.5, n), 0.2).astype(np.float32),
-        "embedding_cosine": np.where(published, rng.uniform(0.1, 0.9, n), 0.99)
-        .astype(np.float32),
+    return pd.DataFrame({
+        "image_id": [uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | i).hex
+                     for i in range(n)],
+        "phash_distance": rng.integers(8, 40, n).astype(np.int32),
+        "pixel_l2": rng.uniform(0.5, 1.4, n).astype(np.float32),
+        "patch_l2": rng.uniform(0.8, 2.5, n).astype(np.float32),
+        "embedding_cosine": rng.uniform(0.1, 0.9, n).astype(np.float32),
+        "flagged": np.zeros(n, dtype=bool),
     })
-    return frame
 
 
 @pytest.fixture

@@ -198,30 +198,21 @@ def test_thresholds_follow_the_audit_flag_rules() -> None:
 # --- the audit suite -----------------------------------------------------------------
 
 
-def test_clean_audit_passes_with_replaced_rows_flagged(audit: pd.DataFrame) -> None:
-    assert audit["flagged"].any()  # replaced candidates stay in the table, flagged
+def test_clean_audit_passes(audit: pd.DataFrame) -> None:
     report = validate_audit(audit, thresholds=THRESHOLDS, docs_dir=None)
     assert report.success, report.failed
     assert report.suite_name == AUDIT_SUITE
     assert report.docs_index is None
 
 
-def test_published_flagged_row_fails(audit: pd.DataFrame) -> None:
+def test_flagged_row_fails(audit: pd.DataFrame) -> None:
     bad = audit.copy()
-    bad.loc[0, "flagged"] = True
-    report = validate_audit(bad, thresholds=THRESHOLDS, docs_dir=None)
-    assert ("expect_column_values_to_be_in_set", "flagged") in failures(report)
-    assert not report.success
-
-
-def test_flagged_row_fails_when_every_row_ships() -> None:
-    bad = make_audit(n_replaced=0).drop(columns=["published"])
     bad.loc[2, "flagged"] = True
     report = validate_audit(bad, thresholds=THRESHOLDS, docs_dir=None)
     assert failures(report) == {("expect_column_values_to_be_in_set", "flagged")}
 
 
-def test_published_distance_on_flagged_side_and_implausible_value_fail(
+def test_distance_on_flagged_side_and_implausible_value_fail(
     audit: pd.DataFrame,
 ) -> None:
     bad = audit.copy()

@@ -16,9 +16,10 @@ from pydantic import ValidationError
 
 from consentgen.errors import ConfigError, DecodeError
 from tests import files as f
-from validation.sources.decode import DecodeConfig, Reason, decode_bytes, decode_file, to_8bit
+from validation.sources.decode import DecodeConfig, Reason, decode_bytes, decode_file
 from validation.sources.dicom import apply_window, resolve_tag
 from validation.sources.normalize import NormalizeConfig, content_hash, encode_png, normalize
+from validation.sources.pixels import to_8bit
 
 ALL_FORMATS = DecodeConfig(formats=("PNG", "JPEG", "TIFF", "WEBP"))
 
@@ -203,7 +204,7 @@ def test_validation_modules_stay_inside_their_boundary() -> None:
     """DESIGN.md: validation never imports Dagster, DuckDB, pipelines, consent or generators."""
     code = (
         "import sys; import validation.sources.decode, validation.sources.dicom, validation.release.metadata, "
-        "validation.sources.normalize, validation.sources.manifest; "
+        "validation.sources.normalize, validation.sources.manifest, validation.sources.pixels; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'dagster', 'duckdb', 'pipelines', 'consent', 'generators', 'torch'}))"
     )
@@ -211,3 +212,15 @@ def test_validation_modules_stay_inside_their_boundary() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_importing_the_decoder_leaves_pydicom_unloaded() -> None:
+    """PNG-only callers (and the types in validation.sources.pixels) do not pay for pydicom."""
+    code = (
+        "import sys; import validation.sources.decode, validation.sources.pixels; "
+        "print('pydicom' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == "False"
