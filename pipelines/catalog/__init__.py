@@ -5,11 +5,10 @@
 subject". Nothing here imports Dagster or the build steps.
 """
 
-from pipelines.catalog.schema import (
-    SCHEMA_VERSION,
-    TABLES,
+from pipelines.catalog.store import (
     AuditRow,
     Candidate,
+    Catalog,
     EligibleRecord,
     Exclusion,
     IngestRun,
@@ -17,13 +16,12 @@ from pipelines.catalog.schema import (
     QuarantineEntry,
     Release,
     ReleaseImage,
-    Row,
+    SOURCES_DIR,
     ShardModel,
     Snapshot,
     SourceRecord,
     Withdrawal,
 )
-from pipelines.catalog.store import SOURCES_DIR, Catalog
 
 __all__ = [
     "AuditRow",
@@ -36,12 +34,9 @@ __all__ = [
     "QuarantineEntry",
     "Release",
     "ReleaseImage",
-    "Row",
-    "SCHEMA_VERSION",
     "SOURCES_DIR",
     "ShardModel",
     "Snapshot",
     "SourceRecord",
-    "TABLES",
     "Withdrawal",
 ]

@@ -1,0 +1,101 @@
+"""The data card's privacy and utility figures, computed at publish time.
+
+They come from the build's own records only (this snapshot's consented training and
+holdout records, and the models the release was sampled from) and are never invented: a
+figure that cannot be computed (too few holdout records, one class only) is left as None,
+which the card prints as "not computed", with a note saying why. torch and the audit
+figures load only when this runs, i.e. at publish.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from consentgen.errors import AuditError, ConsentgenError
+from pipelines.card import CalibrationRates, PrivacyFigures, UtilityFigures
+from pipelines.catalog import Catalog, ShardModel, Snapshot, SourceRecord
+from pipelines.settings import BuildConfig
+from pipelines.steps.audit import audit_config
+from pipelines.steps.eligibility import load_eligible
+from pipelines.steps.images import load_gray
+from pipelines.steps.public_manifest import StagedImage
+from pipelines.steps.shard_training import load_model
+
+
+def _pixels(catalog: Catalog, by_id: dict[str, SourceRecord], record_ids: list[str], size: int) -> np.ndarray:
+    return load_gray([catalog.home / by_id[r].image_path for r in record_ids], size)
+
+
+def compute_figures(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
+                    staged: list[StagedImage], models: dict[int, ShardModel]
+                    ) -> tuple[PrivacyFigures, UtilityFigures, CalibrationRates | None, list[str]]:
+    """DCR, membership inference, TSTR and calibration, each only where it can be computed."""
+    from validation.audit import calibrate
+    from validation.audit.privacy import dcr_figures, membership_inference_auc
+    from validation.audit.utility import tstr_figures
+
+    size = config.generator.image_size
+    sources = catalog.sources()
+    by_id = {s.record_id: s for s in sources}
+    eligible = load_eligible(catalog, snapshot.snapshot_id)
+    train, holdout = eligible.by_role("train"), eligible.by_role("holdout")
+    synthetic = load_gray([catalog.home / s.candidate.image_path for s in staged], size)
+    syn_labels = np.array([s.candidate.label for s in staged])
+    train_px = _pixels(catalog, by_id, [r.record_id for r in train], size)
+    hold_px = _pixels(catalog, by_id, [r.record_id for r in holdout], size)
+    notes: list[str] = []
+    privacy: dict[str, Any] = {}
+    utility: dict[str, Any] = {}
+    calibration = None
+    figures = config.figures
+    if figures.dcr:
+        try:
+            dcr = dcr_figures(synthetic, train_px, hold_px, seed=config.seed)
+            privacy.update(dcr_closer_to_train_share=dcr.share_closer_to_train, dcr_ratio=dcr.dcr_ratio,
+                           n_synthetic=dcr.n_synthetic, n_train=dcr.n_train, n_holdout=dcr.n_holdout)
+        except AuditError as exc:
+            notes.append(f"DCR not computed: {exc}")
+    if figures.membership_inference and models and holdout:
+        shard, model = max(models.items(), key=lambda kv: kv[1].n_records)
+        members = [r for r in train if r.shard == shard][: figures.mia_max_records]
+        others = holdout[: figures.mia_max_records]
+        try:
+            from generators.membership import per_sample_loss
+
+            generator = load_model(catalog, model)
+            args = {"timestep": figures.mia_timestep, "seed": config.seed}
+            m = per_sample_loss(generator, _pixels(catalog, by_id, [r.record_id for r in members], size),
+                                np.array([r.label for r in members]), **args)
+            o = per_sample_loss(generator, _pixels(catalog, by_id, [r.record_id for r in others], size),
+                                np.array([r.label for r in others]), **args)
+            privacy["membership_auc"] = membership_inference_auc(m, o)
+        except ConsentgenError as exc:
+            notes.append(f"membership inference not computed: {exc}")
+    elif figures.membership_inference:
+        notes.append("membership inference not computed: no held-out consented records")
+    if figures.utility and len(holdout):
+        try:
+            tstr = tstr_figures(synthetic, syn_labels, train_px, np.array([r.label for r in train]),
+                                hold_px, np.array([r.label for r in holdout]), seed=config.seed,
+                                epochs=figures.utility_epochs)
+            utility.update(tstr_accuracy=tstr.tstr_accuracy, trtr_accuracy=tstr.trtr_accuracy,
+                           n_test=len(holdout), classifier="small CNN (validation.audit.utility)")
+        except AuditError as exc:
+            notes.append(f"utility not computed: {exc}")
+    if figures.calibration:
+        sample = sources[: figures.calibration_sources]
+        try:
+            report = calibrate(load_gray([catalog.home / s.image_path for s in sample], size),
+                               audit_config(config), seed=config.seed,
+                               groups=[s.subject_id for s in sample],
+                               n_positives=max(4, len(sample) // 4), n_negatives=max(2, len(sample) // 4))
+            calibration = CalibrationRates(
+                detection_rate={k: v.detected for k, v in report.detection.items()},
+                false_positive_rate=report.false_positive_rate,
+                n_positives=sum(v.n for v in report.detection.values()),
+                n_negatives=report.n_negatives)
+        except AuditError as exc:
+            notes.append(f"calibration not computed: {exc}")
+    return PrivacyFigures(**privacy), UtilityFigures(**utility), calibration, notes
