@@ -5,10 +5,11 @@
 subject". Nothing here imports Dagster or the build steps.
 """
 
-from pipelines.catalog.store import (
+from pipelines.catalog.schema import (
+    SCHEMA_VERSION,
+    TABLES,
     AuditRow,
     Candidate,
-    Catalog,
     EligibleRecord,
     Exclusion,
     IngestRun,
@@ -16,12 +17,13 @@ from pipelines.catalog.store import (
     QuarantineEntry,
     Release,
     ReleaseImage,
-    SOURCES_DIR,
+    Row,
     ShardModel,
     Snapshot,
     SourceRecord,
     Withdrawal,
 )
+from pipelines.catalog.store import SOURCES_DIR, Catalog
 
 __all__ = [
     "AuditRow",
@@ -34,9 +36,12 @@ __all__ = [
     "QuarantineEntry",
     "Release",
     "ReleaseImage",
+    "Row",
+    "SCHEMA_VERSION",
     "SOURCES_DIR",
     "ShardModel",
     "Snapshot",
     "SourceRecord",
+    "TABLES",
     "Withdrawal",
 ]
