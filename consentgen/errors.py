@@ -101,7 +101,32 @@ class AuditError(ConsentgenError):
 
 
 class ReplacementExhaustedError(AuditError):
-    """Too many candidates stayed near-duplicates after the bounded replacement rounds."""
+    """The bounded replacement rounds ran out with near-duplicates still being drawn.
+
+    Raised by the one replacement loop (`validation.audit.replace_near_duplicates`),
+    for the tests and the build alike. The counts are there for a person deciding what
+    to do about the generator: a model that keeps drawing copies is memorising, and
+    more rounds only hide that.
+    """
+
+    def __init__(self, n_flagged: int, n_open: int, n_kept: int, target: int,
+                 rounds: int) -> None:
+        self.n_flagged = n_flagged  # flagged over all rounds
+        self.n_open = n_open  # flagged in the last round: left without a replacement
+        self.n_kept = n_kept
+        self.target = target
+        self.rounds = rounds  # rounds drawn: the first draw and every replacement round
+        super().__init__(
+            f"{n_flagged} candidate(s) were near-duplicates of a source over {rounds} "
+            f"round(s) of sampling (the first draw and {max(rounds - 1, 0)} replacement "
+            f"round(s)); {n_open} still were in the last, so kept {n_kept} of the {target} "
+            "wanted. The generator may be memorising its training images: check it (more "
+            "records, fewer epochs, DP) before raising max_replacement_rounds"
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[int, int, int, int, int]]:
+        # pickled across processes (multiprocess executors): rebuild from the counts
+        return type(self), (self.n_flagged, self.n_open, self.n_kept, self.target, self.rounds)
 
 
 class ReleaseError(ConsentgenError):

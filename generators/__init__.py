@@ -41,6 +41,9 @@ generators.sampling
         -> np.ndarray uint8 [n,H,W] (grey) or [n,H,W,C]
     balanced_labels(n, num_classes) -> np.ndarray
 generators.balanced
+    class_balanced_labels(n, classes) -> np.ndarray int64   the distinct classes, ascending,
+        cycled: each class's count differs by at most one (the build's per-shard labels)
+    shard_plan(models, n, num_classes) -> dict[shard, labels]   which shard draws which class
     generate_balanced(models: Mapping[int, TrainedGenerator], n: int, num_classes: int,
         seed: int, *, steps=None, batch_size=64, bf16=None, progress=None) -> GeneratedImages
     GeneratedImages(images, labels, shards, versions, seeds)   row i = lineage of image i
@@ -87,6 +90,8 @@ _EXPORTS = {
     "read_checkpoint_meta": "generators.checkpoints",
     "sample": "generators.sampling",
     "balanced_labels": "generators.sampling",
+    "class_balanced_labels": "generators.balanced",
+    "shard_plan": "generators.balanced",
     "generate_balanced": "generators.balanced",
     "GeneratedImages": "generators.balanced",
     "per_sample_loss": "generators.membership",

@@ -8,11 +8,16 @@ other shards' images come out exactly as before and only shard s's images change
 A class is drawn only from shards whose model was trained on at least one record of it
 (a class-conditional model asked for a class it never saw returns noise shaped by the
 other classes); within a class the images are spread round-robin over those shards.
+
+`class_balanced_labels` is the one rule for "as even across classes as n allows": the
+plan here counts its labels, and the build asks it for each shard's labels over the
+classes that shard saw.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,13 +39,26 @@ class GeneratedImages:
     seeds: dict[int, int]  # the sampling seed each shard used
 
 
+def class_balanced_labels(n: int, classes: Iterable[int]) -> np.ndarray:
+    """int64 [n]: the distinct `classes` in ascending order, over and over.
+
+    Cycling (rather than drawing) makes every class's count differ by at most one and the
+    labels a pure function of (n, classes), so a rebuild asks for the same labels.
+    """
+    cycle = sorted({int(c) for c in classes})
+    if n and not cycle:
+        raise GeneratorError(f"cannot balance {n} labels over no classes")
+    return np.array([cycle[i % len(cycle)] for i in range(n)], dtype=np.int64)
+
+
 def shard_plan(
     models: Mapping[int, TrainedGenerator], n: int, num_classes: int
 ) -> dict[int, list[int]]:
     """Which labels each shard generates: `n` images, class-balanced, over shards that know the class."""
     plan: dict[int, list[int]] = {shard: [] for shard in sorted(models)}
+    counts = Counter(class_balanced_labels(n, range(num_classes)).tolist())
     for label in range(num_classes):
-        wanted = n // num_classes + (1 if label < n % num_classes else 0)
+        wanted = counts[label]
         able = [s for s in sorted(models) if models[s].record.class_counts[label] > 0]
         if wanted and not able:
             raise GeneratorError(f"no shard model was trained on class {label}; cannot generate it")

@@ -10,27 +10,37 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from consent.events import utc_now
+from generators.balanced import class_balanced_labels
 from pipelines.catalog import Candidate, Catalog, ShardModel, Snapshot
-from pipelines.steps.images import write_png
+from pipelines.catalog.lineage import kept_candidates as kept_candidates  # tests import it here
+from pipelines.catalog.lineage import last_kept_candidates_of_model, shard_training_records
 from pipelines.settings import BuildConfig
-from pipelines.steps.shard_training import current_models, load_model, shard_training_records
+from pipelines.steps.images import write_png
+from pipelines.steps.shard_training import current_models, load_model
 
 CANDIDATES_DIR = "candidates"
 
 
-def _seed(*parts: object) -> int:
-    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:7], "big")
+def shard_seed(config: BuildConfig, snapshot: Snapshot, shard: int, round_: int) -> int:
+    """The seed a shard samples with in an audit round (0: the candidates step's draw).
+
+    Fixed by (build seed, snapshot, shard, round): a build is reproducible, and a
+    replacement round never redraws the noise of the images it replaces.
+    """
+    parts = f"{config.seed}|{snapshot.snapshot_id}|{shard}|{round_}"
+    return int.from_bytes(hashlib.sha256(parts.encode()).digest()[:7], "big")
 
 
 def shard_labels(catalog: Catalog, snapshot: Snapshot, shard: int, n: int) -> np.ndarray:
-    """Class-balanced over the classes this shard's model actually saw."""
-    seen = sorted({r.label for r in shard_training_records(catalog, snapshot.snapshot_id, shard)})
-    return np.array([seen[i % len(seen)] for i in range(n)], dtype=np.int64)
+    """Class-balanced over the classes this shard's training records hold: a
+    class-conditional model asked for a class it never saw returns noise."""
+    records = shard_training_records(catalog, snapshot.snapshot_id, shard)
+    return class_balanced_labels(n, (r.label for r in records))
 
 
 def sample_candidates(
@@ -57,15 +67,29 @@ def sample_candidates(
     return rows
 
 
+def replacement_candidates(
+    catalog: Catalog, snapshot: Snapshot, config: BuildConfig, models: Mapping[int, ShardModel],
+    replacing: Sequence[Candidate], round_: int, *, progress: bool = False,
+) -> list[Candidate]:
+    """One new candidate for each of `replacing`, in its order: the same label from the same
+    shard's model, each shard sampled once with its (shard, round) seed. Unrecorded."""
+    positions: dict[int, list[int]] = {}
+    for i, c in enumerate(replacing):
+        positions.setdefault(c.shard, []).append(i)
+    fresh: dict[int, Candidate] = {}
+    for shard, where in sorted(positions.items()):
+        labels = np.array([replacing[i].label for i in where], dtype=np.int64)
+        drawn = sample_candidates(catalog, snapshot, models[shard], labels,
+                                  shard_seed(config, snapshot, shard, round_), config,
+                                  progress=progress)
+        fresh.update(zip(where, drawn, strict=True))
+    return [fresh[i] for i in range(len(replacing))]
+
+
 def reusable_candidates(catalog: Catalog, model: ShardModel) -> list[Candidate]:
-    """Candidates of the same model version that an earlier build audited and kept."""
-    kept = catalog.select(
-        Candidate,
-        "WHERE model_version = ? AND snapshot_id = (SELECT max(c.snapshot_id) FROM candidates c "
-        "WHERE c.model_version = ?) AND candidate_id IN (SELECT candidate_id FROM audit_results "
-        "WHERE kept) ORDER BY candidate_id",
-        [model.model_version, model.model_version],
-    )
+    """Candidates of the same model version that an earlier build audited and kept, while
+    their files are still there."""
+    kept = last_kept_candidates_of_model(catalog, model.model_version)
     return [c for c in kept if (catalog.home / c.image_path).exists()]
 
 
@@ -83,7 +107,7 @@ def generate_candidates(
         else:
             labels = shard_labels(catalog, snapshot, shard, config.images_per_shard)
             rows = sample_candidates(catalog, snapshot, model, labels,
-                                     _seed(config.seed, snapshot.snapshot_id, shard, 0), config,
+                                     shard_seed(config, snapshot, shard, 0), config,
                                      progress=progress)
             how = "sampled"
         catalog.add(rows)
@@ -91,17 +115,3 @@ def generate_candidates(
         if on_shard:
             on_shard(shard, how)
     return out
-
-
-def snapshot_candidates(catalog: Catalog, snapshot_id: str) -> list[Candidate]:
-    return catalog.select(Candidate, "WHERE snapshot_id = ? ORDER BY shard, candidate_id", [snapshot_id])
-
-
-def kept_candidates(catalog: Catalog, snapshot_id: str) -> list[Candidate]:
-    return catalog.select(
-        Candidate,
-        "WHERE snapshot_id = ? AND candidate_id IN (SELECT candidate_id FROM audit_results "
-        "WHERE snapshot_id = ? AND kept) ORDER BY shard, candidate_id",
-        [snapshot_id, snapshot_id],
-    )
-

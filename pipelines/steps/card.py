@@ -17,7 +17,7 @@ import pandas as pd
 from consent import Ledger
 from consent.events import utc_now
 from consentgen.errors import ReleaseError
-from pipelines.steps.candidates import snapshot_candidates
+from pipelines.catalog.lineage import snapshot_candidates
 from pipelines.catalog import Catalog, Snapshot
 from pipelines.steps.checks import run_expectations, thresholds
 from pipelines.card import (

@@ -12,13 +12,11 @@ from typing import Any
 
 from consent import Ledger
 from pipelines.steps.audit import audit_files, source_index
-from pipelines.steps.candidates import kept_candidates
 from pipelines.catalog import Catalog, Snapshot
-from pipelines.catalog.lineage import unconsented_lineage
+from pipelines.catalog.lineage import final_audit_rows, kept_candidates, unconsented_lineage
 from pipelines.steps.public_manifest import (
     GENERATOR_KIND,
     MANIFEST_COLUMNS,
-    final_audit_rows,
     manifest_frame,
     public_audit_frame,
     stage,

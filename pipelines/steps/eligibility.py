@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from consent import Ledger
 from generators.shards import shard_of
 from pipelines.catalog import Catalog, EligibleRecord, Exclusion, Snapshot
+from pipelines.catalog.lineage import eligible_records, exclusions
 from pipelines.catalog.reasons import ExclusionReason
 from pipelines.settings import BuildConfig
 
@@ -70,7 +71,5 @@ def select_eligible(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config
 
 
 def load_eligible(catalog: Catalog, snapshot_id: str) -> EligibleSet:
-    return EligibleSet(
-        catalog.select(EligibleRecord, "WHERE snapshot_id = ? ORDER BY record_id", [snapshot_id]),
-        catalog.select(Exclusion, "WHERE snapshot_id = ? ORDER BY record_id", [snapshot_id]),
-    )
+    """What `select_eligible` recorded for this snapshot, read back."""
+    return EligibleSet(eligible_records(catalog, snapshot_id), exclusions(catalog, snapshot_id))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pipelines.catalog import AuditRow, Candidate, Catalog
+from pipelines.catalog import AuditRow, Candidate
 from pipelines.settings import BuildConfig
 
 GENERATOR_KIND = "ddpm"
@@ -31,12 +31,6 @@ class StagedImage:
 
     def file_name(self, config: BuildConfig) -> str:
         return f"images/{config.label_name(self.candidate.label)}/{self.image_id}.png"
-
-
-def final_audit_rows(catalog: Catalog, snapshot_id: str) -> dict[str, AuditRow]:
-    """The last audit row of each candidate in this build."""
-    rows = catalog.select(AuditRow, "WHERE snapshot_id = ? ORDER BY round", [snapshot_id])
-    return {r.candidate_id: r for r in rows}
 
 
 def stage(candidates: list[Candidate], audit: dict[str, AuditRow]) -> list[StagedImage]:

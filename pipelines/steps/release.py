@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,16 @@ from consent import Ledger
 from consent.events import utc_now
 from consentgen.errors import ConsentgenError, ReleaseError
 from consentgen.files import atomic_output, fsync_dir
-from pipelines.steps.candidates import kept_candidates
 from pipelines.catalog import Catalog, Release, ReleaseImage, Snapshot
-from pipelines.catalog.lineage import unconsented_lineage
+from pipelines.catalog.lineage import (
+    final_audit_rows,
+    kept_candidates,
+    releases,
+    unconsented_lineage,
+    withdrawn_per_version,
+)
 from pipelines.steps.public_manifest import (
     MANIFEST_COLUMNS,
-    final_audit_rows,
     manifest_frame,
     public_audit_frame,
     stage,
@@ -151,14 +154,9 @@ def publish(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: BuildC
 
 
 def list_releases(catalog: Catalog) -> list[dict[str, Any]]:
-    withdrawn = Counter(v for v, in _withdrawn_versions(catalog))
+    withdrawn = withdrawn_per_version(catalog)
     return [
         {**r.model_dump(), "withdrawn": withdrawn.get(r.version, 0),
          "latest": r.version == latest_version(catalog.home)}
-        for r in catalog.select(Release, "ORDER BY version", [])
+        for r in releases(catalog)
     ]
-
-
-def _withdrawn_versions(catalog: Catalog) -> list[tuple[str]]:
-    with catalog.read() as con:
-        return con.execute("SELECT version FROM withdrawals").fetchall()

@@ -20,6 +20,11 @@ from generators.config import DiffusionConfig, DPConfig
 from generators.trained import TrainedGenerator
 from generators.training import train_diffusion
 from pipelines.catalog import Catalog, EligibleRecord, ModelRecord, ShardModel, Snapshot
+from pipelines.catalog.lineage import (
+    model_by_fingerprint,
+    shard_training_records,
+    still_consented_model,
+)
 from pipelines.steps.images import load_gray
 from pipelines.settings import BuildConfig
 
@@ -48,24 +53,10 @@ def fingerprint(records: list[EligibleRecord], dconfig: DiffusionConfig) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def shard_training_records(catalog: Catalog, snapshot_id: str, shard: int) -> list[EligibleRecord]:
-    return catalog.select(
-        EligibleRecord,
-        "WHERE snapshot_id = ? AND shard = ? AND role = 'train' ORDER BY record_id",
-        [snapshot_id, shard],
-    )
-
-
 def expected_model(catalog: Catalog, snapshot_id: str, shard: int, config: BuildConfig
                    ) -> tuple[list[EligibleRecord], str]:
     records = shard_training_records(catalog, snapshot_id, shard)
     return records, fingerprint(records, diffusion_config(config, shard))
-
-
-def model_by_fingerprint(catalog: Catalog, shard: int, fp: str) -> ShardModel | None:
-    found = catalog.select(ShardModel, "WHERE shard = ? AND fingerprint = ? ORDER BY trained_at DESC",
-                           [shard, fp])
-    return found[0] if found else None
 
 
 @dataclass(frozen=True)
@@ -118,7 +109,7 @@ def current_models(catalog: Catalog, snapshot: Snapshot, config: BuildConfig) ->
         records, fp = expected_model(catalog, snapshot.snapshot_id, shard, config)
         if not records:
             continue
-        model = model_by_fingerprint(catalog, shard, fp) or _still_consented_model(
+        model = model_by_fingerprint(catalog, shard, fp) or still_consented_model(
             catalog, snapshot.snapshot_id, shard)
         if model is None:
             stale.append(shard)
@@ -130,18 +121,6 @@ def current_models(catalog: Catalog, snapshot: Snapshot, config: BuildConfig) ->
             f"in snapshot {snapshot.snapshot_id}; materialise their shard_models partitions first"
         )
     return models
-
-
-def _still_consented_model(catalog: Catalog, snapshot_id: str, shard: int) -> ShardModel | None:
-    found = catalog.select(
-        ShardModel,
-        "WHERE shard = ? AND NOT EXISTS (SELECT 1 FROM model_records r "
-        "WHERE r.model_version = shard_models.model_version AND r.record_id NOT IN "
-        "(SELECT record_id FROM eligible_records WHERE snapshot_id = ? AND role = 'train')) "
-        "ORDER BY trained_at DESC LIMIT 1",
-        [shard, snapshot_id],
-    )
-    return found[0] if found else None
 
 
 def load_model(catalog: Catalog, model: ShardModel) -> TrainedGenerator:

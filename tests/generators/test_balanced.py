@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from consentgen.errors import GeneratorError
-from generators.balanced import generate_balanced, shard_plan
+from generators.balanced import class_balanced_labels, generate_balanced, shard_plan
 from generators.checkpoints import load_checkpoint, save_checkpoint
 from generators.trained import TrainedGenerator
 from generators.training import train_diffusion
@@ -84,3 +84,20 @@ def test_a_class_no_shard_knows_is_refused(tmp_path: Path) -> None:
 def test_a_model_under_the_wrong_shard_key_is_refused(shard_models) -> None:
     with pytest.raises(GeneratorError, match="another shard"):
         generate_balanced({5: shard_models[0]}, 3, 3, seed=0, steps=1)
+
+
+def test_class_balanced_labels_cycle_the_distinct_classes_in_order() -> None:
+    labels = class_balanced_labels(7, [2, 0, 2])
+    assert labels.dtype == np.int64 and labels.tolist() == [0, 2, 0, 2, 0, 2, 0]
+    assert class_balanced_labels(5, range(3)).tolist() == [0, 1, 2, 0, 1]
+    assert class_balanced_labels(0, []).tolist() == []
+    with pytest.raises(GeneratorError, match="no classes"):
+        class_balanced_labels(3, [])
+
+
+def test_the_plan_draws_as_many_of_each_class_as_the_balanced_labels(shard_models) -> None:
+    for n in (1, 2, 13, 30):
+        plan = shard_plan(shard_models, n, 3)
+        drawn = np.bincount([label for labels in plan.values() for label in labels], minlength=3)
+        assert drawn.tolist() == np.bincount(class_balanced_labels(n, range(3)),
+                                             minlength=3).tolist()

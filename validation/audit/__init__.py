@@ -20,10 +20,14 @@ Near-duplicate audit
                                      report with index recall, histograms), .flagged
     AuditIndex.build(sources, source_ids, config=None) -> AuditIndex
         .audit(candidates, candidate_ids=None) -> AuditResult   (sources prepared once)
-    replace_near_duplicates(sample_fn, sources, source_ids, target, config=None,
-                            max_rounds=5) -> ReplacementOutcome(kept, table, rounds,
-                                                                n_flagged)
-        raises ReplacementExhausted (a ReplacementExhaustedError) naming the flagged count
+    replace_near_duplicates(sample_fn, index, slots, *, max_replacement_rounds=3,
+                            on_round=None) -> ReplacementOutcome
+        sample_fn(open_slots, round) -> Batch(ids, images): one candidate per open slot,
+        with the caller's ids; round 0 draws every slot, later rounds the flagged ones.
+        on_round(table) sees each round's rows as soon as they are audited.
+        ReplacementOutcome: kept_ids, kept, table (audit rows + slot, round, kept),
+        summary (round 0), rounds, n_flagged, replaced, replacement_rounds
+        raises consentgen.errors.ReplacementExhaustedError naming the flagged count
     distance_histograms(table, config) -> dict[str, MetricHistogram]
 
 Calibration
@@ -63,7 +67,7 @@ from .calibration import (
 from .config import AuditConfig
 from .grouping import duplicate_groups
 from .privacy import DcrFigures, dcr_figures, membership_inference_auc
-from .replacement import ReplacementExhausted, ReplacementOutcome, replace_near_duplicates
+from .replacement import Batch, ReplacementOutcome, replace_near_duplicates
 from .results import (
     METRICS,
     AuditResult,
@@ -81,10 +85,10 @@ __all__ = [
     "AuditIndex",
     "AuditResult",
     "AuditSummary",
+    "Batch",
     "CalibrationReport",
     "DcrFigures",
     "MetricHistogram",
-    "ReplacementExhausted",
     "ReplacementOutcome",
     "SearchReport",
     "TransformDetection",
