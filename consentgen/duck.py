@@ -8,27 +8,34 @@ writers and readers, the sensor) therefore goes through `open_duckdb`, which
    writers, shared for readers), so our own processes take turns without paying for
    failed DuckDB opens and without idle gaps between polls, then
 2. opens DuckDB, retrying with exponential backoff and full jitter while some other
-   program holds the file, up to a bounded wait, then raises a clear error.
+   program holds the file.
+
+Both waits share one budget (`max_wait_s`) and one retry policy (`consentgen.retry`),
+and end in the same clear error naming the file and the wait.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+from tenacity import wait_exponential, wait_random_exponential
 
 from consentgen.errors import ConsentgenError
+from consentgen.retry import retry_until
 
 DEFAULT_MAX_WAIT_S = 30.0
-_FIRST_DELAY_S = 0.005
-_MAX_DELAY_S = 0.25
+# Our own processes release the lock file the moment they close, so polling it briefly
+# and often beats backing off far; a failed DuckDB open costs a few ms of its own, and
+# full jitter keeps several waiting processes from retrying in step.
+_FLOCK_POLL = wait_exponential(multiplier=0.001, exp_base=1.5, max=0.02)
+_OPEN_BACKOFF = wait_random_exponential(multiplier=0.005, max=0.25)
 
 # Markers of a lock held by another process, or of an instance of the same file opened in
 # this process with another configuration (read-only vs read-write): both pass once the
@@ -54,13 +61,7 @@ def _process_lock(path: Path) -> threading.RLock:
 
 @contextmanager
 def _file_lock(
-    path: Path,
-    *,
-    shared: bool,
-    deadline: float,
-    locked_error: type[ConsentgenError],
-    what: str,
-    max_wait_s: float,
+    path: Path, *, shared: bool, deadline: float, give_up: Callable[[int], ConsentgenError]
 ) -> Iterator[None]:
     """Hold `<path>.lock` (flock) while the database is open; skipped where it cannot be
     created (a read-only folder), since DuckDB's own lock still protects the file."""
@@ -74,20 +75,13 @@ def _file_lock(
         return
     try:
         mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
-        pause = 0.001
-        while True:
-            try:
-                fcntl.flock(fd, mode)
-                break
-            except BlockingIOError:
-                now = time.monotonic()
-                if now >= deadline:
-                    raise locked_error(
-                        f"{what} {path} stayed locked by another process for "
-                        f"{max_wait_s:.0f}s; try again later"
-                    ) from None
-                time.sleep(min(pause, deadline - now))
-                pause = min(pause * 1.5, 0.02)
+        retry_until(
+            lambda: fcntl.flock(fd, mode),
+            retry_on=lambda exc: isinstance(exc, BlockingIOError),
+            wait=_FLOCK_POLL,
+            deadline=deadline,
+            give_up=give_up,
+        )
         try:
             yield
         finally:
@@ -115,28 +109,31 @@ def open_duckdb(
     Raises `locked_error` with one clear line when the file stays held past `max_wait_s`.
     """
     path = Path(path).resolve()
-    lock = _process_lock(path)
     deadline = time.monotonic() + max_wait_s
-    delay = _FIRST_DELAY_S
-    attempts = 0
-    with lock, _file_lock(path, shared=read_only, deadline=deadline,
-                          locked_error=locked_error, what=what, max_wait_s=max_wait_s):
-        while True:
-            attempts += 1
-            try:
-                con = duckdb.connect(str(path), read_only=read_only)
-                break
-            except duckdb.Error as exc:
-                if not is_transient(exc):
-                    raise locked_error(f"cannot open {what} {path}: {exc}") from exc
-                now = time.monotonic()
-                if now >= deadline:
-                    raise locked_error(
-                        f"{what} {path} stayed locked by another process for "
-                        f"{max_wait_s:.0f}s ({attempts} attempts); try again later"
-                    ) from exc
-                time.sleep(min(random.uniform(0, delay), deadline - now))
-                delay = min(delay * 2, _MAX_DELAY_S)
+
+    def still_locked(attempts: int, *, counted: bool) -> ConsentgenError:
+        tried = f" ({attempts} attempts)" if counted else ""
+        return locked_error(
+            f"{what} {path} stayed locked by another process for "
+            f"{max_wait_s:.0f}s{tried}; try again later"
+        )
+
+    with _process_lock(path), _file_lock(
+        path,
+        shared=read_only,
+        deadline=deadline,
+        give_up=lambda attempts: still_locked(attempts, counted=False),
+    ):
+        try:
+            con = retry_until(
+                lambda: duckdb.connect(str(path), read_only=read_only),
+                retry_on=is_transient,
+                wait=_OPEN_BACKOFF,
+                deadline=deadline,
+                give_up=lambda attempts: still_locked(attempts, counted=True),
+            )
+        except duckdb.Error as exc:  # not a lock: waiting would not help
+            raise locked_error(f"cannot open {what} {path}: {exc}") from exc
         try:
             yield con
         finally:

@@ -19,6 +19,22 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+def fsync_tree(root: str | os.PathLike[str]) -> None:
+    """Make everything below `root` durable before a rename publishes it.
+
+    Files first, then folders (deepest first, `root` last), so that once the rename is on
+    disk no reader can find an entry whose content or name is still only in the cache.
+    """
+    folders = []
+    for folder, _, names in os.walk(root, topdown=False):
+        for name in names:
+            with open(os.path.join(folder, name), "rb") as fh:
+                os.fsync(fh.fileno())
+        folders.append(folder)
+    for folder in folders:
+        fsync_dir(folder)
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike[str], mode: str = "w") -> Iterator[Any]:
     """Write to a temporary sibling, fsync, then rename over `path` (and fsync the folder).

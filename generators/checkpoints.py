@@ -28,6 +28,7 @@ from diffusers import UNet2DModel
 from pydantic import ValidationError
 
 from consentgen.errors import CheckpointError
+from consentgen.files import fsync_dir, fsync_tree
 from generators.runtime import torch_device
 from generators.trained import CheckpointMeta, ConsentHead, TrainedGenerator
 
@@ -69,10 +70,11 @@ def save_checkpoint(
             saved_at=datetime.now(UTC),
         )
         (staging / META_FILE).write_text(meta.model_dump_json(indent=2), encoding="utf-8")
-        _fsync_files(staging)
+        fsync_tree(staging)
         if target.exists():
             target.rmdir()
         os.replace(staging, target)
+        fsync_dir(target.parent)
     except ValidationError as exc:
         raise CheckpointError(f"invalid checkpoint metadata: {exc.errors()[0]['msg']}") from exc
     finally:
@@ -134,11 +136,3 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync_files(folder: Path) -> None:
-    """Flush every file below `folder` to disk before the rename makes it visible."""
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with path.open("rb") as fh:
-                os.fsync(fh.fileno())
