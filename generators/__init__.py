@@ -39,10 +39,10 @@ generators.sampling
         steps: int | None = None, seed: int = 0, batch_size: int = 64,
         bf16: bool | None = None, progress: bool | None = None)
         -> np.ndarray uint8 [n,H,W] (grey) or [n,H,W,C]
-    balanced_labels(n, num_classes) -> np.ndarray
-generators.balanced
+generators.labels
     class_balanced_labels(n, classes) -> np.ndarray int64   the distinct classes, ascending,
         cycled: each class's count differs by at most one (the build's per-shard labels)
+generators.balanced
     shard_plan(models, n, num_classes) -> dict[shard, labels]   which shard draws which class
     generate_balanced(models: Mapping[int, TrainedGenerator], n: int, num_classes: int,
         seed: int, *, steps=None, batch_size=64, bf16=None, progress=None) -> GeneratedImages
@@ -89,8 +89,7 @@ _EXPORTS = {
     "load_checkpoint": "generators.checkpoints",
     "read_checkpoint_meta": "generators.checkpoints",
     "sample": "generators.sampling",
-    "balanced_labels": "generators.sampling",
-    "class_balanced_labels": "generators.balanced",
+    "class_balanced_labels": "generators.labels",
     "shard_plan": "generators.balanced",
     "generate_balanced": "generators.balanced",
     "GeneratedImages": "generators.balanced",

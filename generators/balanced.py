@@ -17,12 +17,13 @@ classes that shard saw.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from consentgen.errors import GeneratorError
+from generators.labels import class_balanced_labels
 from generators.runtime import derive_seed
 from generators.sampling import sample
 from generators.trained import TrainedGenerator
@@ -37,18 +38,6 @@ class GeneratedImages:
     shards: np.ndarray  # int64 [n]: the shard whose model made the image
     versions: list[str | None]  # the model version of that shard (None if never saved)
     seeds: dict[int, int]  # the sampling seed each shard used
-
-
-def class_balanced_labels(n: int, classes: Iterable[int]) -> np.ndarray:
-    """int64 [n]: the distinct `classes` in ascending order, over and over.
-
-    Cycling (rather than drawing) makes every class's count differ by at most one and the
-    labels a pure function of (n, classes), so a rebuild asks for the same labels.
-    """
-    cycle = sorted({int(c) for c in classes})
-    if n and not cycle:
-        raise GeneratorError(f"cannot balance {n} labels over no classes")
-    return np.array([cycle[i % len(cycle)] for i in range(n)], dtype=np.int64)
 
 
 def shard_plan(

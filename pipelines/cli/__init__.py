@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 
 from consentgen.errors import ConsentgenError
 from pipelines.cli import build_cmds, consent_cmds, demo_cmds, ingest_cmds
@@ -41,4 +40,4 @@ def main() -> None:
         sys.exit(1)
 
 
-__all__ = ["Console", "app", "main"]
+__all__ = ["app", "main"]

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from consent import Ledger
-from consentgen.errors import ReleaseError
+from consentgen.errors import ReleaseError, UnknownSubjectError
 from pipelines.catalog import Catalog, Release, ReleaseImage
 from pipelines.cli.common import HomeOption, console, resolve_home
 from pipelines.settings import PROFILES, BuildConfig
@@ -88,8 +88,11 @@ def withdraw(
     from pipelines.steps.withdrawal import withdraw_subject
 
     root = resolve_home(home)
-    head = Ledger.at_home(root).head()
-    report = withdraw_subject(Catalog(root), subject, event_seq=head.seq, revoked_recorded_at=utc_now())
+    ledger, catalog = Ledger.at_home(root), Catalog(root)
+    if not catalog.sources(subject_id=subject) and not ledger.events(subject_id=subject, limit=1):
+        raise UnknownSubjectError(f"no subject {subject!r} in the catalog or the ledger at {root}")
+    head = ledger.head()
+    report = withdraw_subject(catalog, subject, event_seq=head.seq, revoked_recorded_at=utc_now())
     console.print(f"withdrew {report.count} image(s) from {', '.join(report.withdrawn) or 'no release'}; "
                   f"shards to rebuild: {sorted(report.shards) or 'none'}")
 

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from consentgen.errors import ConfigError, ConsentgenError
 from pipelines.cli.common import HomeOption, console, err_console, resolve_home
-from pipelines.steps.ingest import IngestConfig, IngestSummary
+from pipelines.steps.ingest_file import IngestConfig, IngestSummary
 from pipelines.steps.ingest import ingest as run_ingest
 
 

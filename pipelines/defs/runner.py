@@ -1,23 +1,31 @@
-"""Running the definitions in process: `consentgen build`, the demo, and the tests.
+"""Running the definitions from Python: `consentgen build`, the demo, the bench and the tests.
 
-The same `build` job a deployment runs from its schedule or sensor, executed here with a
+The same `build` job a deployment runs from its schedule or sensor, executed with a
 persistent Dagster instance under `<home>/.dagster` (so `consentgen ui` shows the runs).
+In process by default; with `parallel=N` the multiprocess executor runs up to N steps
+(shard trainings) at once, each in its own process with its share of the CPU threads.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
 from consentgen.errors import ConsentgenError
-from pipelines.defs.definitions import make_definitions, range_tags
+from pipelines.defs.assets import shard_of_key
+from pipelines.defs.definitions import make_definitions
+from pipelines.defs.jobs import BUILD_JOB, selected_shards, shards_selection
 from pipelines.settings import BuildConfig
 
 DAGSTER_DIR = ".dagster"
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
+THREADS_ENV = "CONSENTGEN_TORCH_THREADS"
 
 
 class BuildFailed(ConsentgenError):
@@ -51,16 +59,16 @@ class BuildReport:
     failure: str | None = None
 
 
-def report_of(result: dg.ExecuteInProcessResult) -> BuildReport:
+def report_of(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> BuildReport:
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    version = retrained = None
+    version = None
+    retrained: int | None = None
     for event in result.get_asset_materialization_events():
         meta = event.materialization.metadata
-        key = event.asset_key.to_user_string()
-        if key == "release":
+        if event.asset_key == dg.AssetKey("release"):
             version = meta["version"].value
-        if key == "shard_models":
-            retrained = meta["retrained"].value
+        if shard_of_key(event.asset_key) is not None:
+            retrained = (retrained or 0) + int(meta["retrained"].value)
     failure = None
     if not result.success or version is None:
         failed_checks = [name for name, ok in checks.items() if not ok]
@@ -78,18 +86,63 @@ def report_of(result: dg.ExecuteInProcessResult) -> BuildReport:
 
 def run_build(home: Path, config: BuildConfig, *, shards: list[int] | None = None,
               instance: dg.DagsterInstance | None = None, progress: bool = False,
-              selection: dg.AssetSelection | None = None, log_level: str = "WARNING") -> BuildReport:
-    """One in-process run of the build job over `shards` (default: all of them)."""
+              selection: dg.AssetSelection | None = None, log_level: str = "WARNING",
+              parallel: int = 1) -> BuildReport:
+    """One run of the build job over `shards` (default: all of them).
+
+    `selection` narrows the run further (e.g. everything up to the audit). `parallel` > 1
+    runs it under the multiprocess executor with that many steps at once; that needs a
+    persistent instance (the default, `<home>/.dagster`), since each step's process
+    reads the run from it.
+    """
     defs = make_definitions(config, home, progress=progress)
-    job = defs.resolve_job_def("build")
+    graph = defs.resolve_asset_graph()
+    keys = shards_selection(graph.get_all_asset_keys(),
+                            shards if shards is not None else range(config.shards))
+    if selection is not None:
+        keys = sorted(set(keys) & selection.resolve(graph))
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     instance = instance or instance_for(home)
-    keys = shards if shards is not None else list(range(config.shards))
-    result = job.execute_in_process(
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        instance=instance, tags=range_tags(keys), raise_on_error=False,
-        asset_selection=sorted(selection.resolve(defs.resolve_asset_graph())) if selection else None,
-    )
-    return report_of(result)
+    if parallel <= 1:
+        result = defs.resolve_job_def(BUILD_JOB).execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False, asset_selection=keys)
+        return report_of(result)
+    job = dg.build_reconstructable_job(
+        "pipelines.defs.definitions", "reconstruct_build_job",
+        reconstructable_args=(config.model_dump_json(), str(home), progress))
+    run_config["execution"] = {"config": {"multiprocess": {"max_concurrent": parallel}}}
+    with _threads_per_step(parallel), dg.execute_job(
+            job, instance, run_config=run_config, asset_selection=keys) as result:
+        return report_of(result)
+
+
+@contextmanager
+def _threads_per_step(parallel: int) -> Iterator[None]:
+    """Give each of `parallel` step processes its share of the CPUs (unless set already)."""
+    if THREADS_ENV in os.environ:
+        yield
+        return
+    os.environ[THREADS_ENV] = str(max(1, (os.cpu_count() or 1) // parallel))
+    try:
+        yield
+    finally:
+        os.environ.pop(THREADS_ENV, None)
+
+
+_STEP_MARKS = {"STEP_WORKER_STARTING": "launched", "STEP_START": "start",
+               "STEP_SUCCESS": "end", "STEP_FAILURE": "end"}
+
+
+def step_timeline(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, float]]:
+    """Per step key: when its process was launched (multiprocess only), started and
+    ended (epoch seconds), from the run's event log; `bench/build.py` reads it."""
+    out: dict[str, dict[str, float]] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        mark = _STEP_MARKS.get(event.event_type_value) if event and event.step_key else None
+        if mark:
+            out.setdefault(event.step_key, {})[mark] = entry.timestamp
+    return out
 
 
 @dataclass
@@ -108,14 +161,9 @@ def tick_revocation_sensor(home: Path, config: BuildConfig, *, cursor: int,
     """
     defs = make_definitions(config, home)
     sensor = defs.resolve_sensor_def("revocation_sensor")
-    resources = defs.resources
     with dg.build_sensor_context(instance=instance or instance_for(home), cursor=str(cursor),
-                                 resources=resources, definitions=defs) as context:
+                                 resources=defs.resources, definitions=defs) as context:
         result = sensor(context)
-    shards: list[int] = []
-    for request in result.run_requests or []:
-        start = int(request.tags["dagster/asset_partition_range_start"])
-        end = int(request.tags["dagster/asset_partition_range_end"])
-        shards += list(range(start, end + 1))
-    return SensorTick(int(result.cursor), sorted(set(shards)),
-                      [r.run_key for r in result.run_requests or []])
+    requests = result.run_requests or []
+    shards = sorted({s for r in requests for s in selected_shards(r.asset_selection or [])})
+    return SensorTick(int(result.cursor), shards, [r.run_key for r in requests])

@@ -15,9 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from consent.events import utc_now
-from generators.balanced import class_balanced_labels
+from generators.labels import class_balanced_labels
 from pipelines.catalog import Candidate, Catalog, ShardModel, Snapshot
-from pipelines.catalog.lineage import kept_candidates as kept_candidates  # tests import it here
 from pipelines.catalog.lineage import last_kept_candidates_of_model, shard_training_records
 from pipelines.settings import BuildConfig
 from pipelines.steps.images import write_png

@@ -3,7 +3,7 @@
 `ingest(path, manifest=..., subject_from_tag=..., home=..., config=...)` walks a file or a
 folder and, for every regular file, either accepts it or quarantines it; nothing is
 dropped silently and no bad file stops the run (DESIGN.md invariant 4). Decoding is
-`validation`'s job; this module decides identity and records it.
+`validation`'s job; `ingest_file` decides each file's identity and records it.
 
 - Every record needs a subject (no subject means no consent): from the manifest CSV
   (`validation.sources.manifest`) or, for DICOM folders, from a tag such as PatientID. Files in
@@ -24,89 +24,23 @@ dropped silently and no bad file stops the run (DESIGN.md invariant 4). Decoding
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, PositiveInt
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from consentgen.errors import CatalogError, ConfigError, DecodeError
-from pipelines.catalog import SOURCES_DIR, Catalog, IngestRun, QuarantineEntry, SourceRecord
-from validation.sources.decode import DecodeConfig, decode_bytes, read_limited, short_error
+from consentgen.errors import ConfigError
+from pipelines.catalog import Catalog, IngestRun
+from pipelines.steps.ingest_file import FileIntake, IngestConfig, IngestSummary, Known
 from validation.sources.dicom import resolve_tag
 from validation.sources.manifest import ManifestRow, read_manifest
-from validation.sources.normalize import NormalizeConfig, content_hash, encode_png, normalize
-
-# Reasons decided here rather than by the decoder (see validation.sources.decode.Reason for those).
-NOT_IN_MANIFEST = "not_in_manifest"
-NO_SUBJECT_TAG = "no_subject_tag"
-RECORD_CONFLICT = "record_conflict"
-INTERNAL_ERROR = "internal_error"
-
-
-class IngestConfig(DecodeConfig, NormalizeConfig):
-    """Decoding limits, the normalised shape, and how often the catalog is written."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    batch_size: PositiveInt = 500
-
-
-class IngestSummary(BaseModel):
-    """What one ingest did; `quarantined_by_reason` sums to `quarantined`."""
-
-    run_id: str
-    root: str
-    files_seen: int = 0
-    accepted: int = 0
-    duplicate: int = 0
-    quarantined: int = 0
-    quarantined_by_reason: dict[str, int] = {}
-    shared_content: int = 0
-    """Accepted records whose pixels another subject's record already has."""
-    simulated: int = 0
-    """Accepted records marked simulated (demo subjects)."""
-    seconds: float = 0.0
-
-
-@dataclass
-class _Known:
-    """What the catalog (and this run so far) holds, for dedupe without a query per file."""
-
-    records: dict[str, tuple[str, str, int | None, str]]
-    by_file: dict[tuple[str, str], str] = field(default_factory=dict)
-    subjects_by_content: dict[str, set[str]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for rid, (subject, chash, _label, fsha) in self.records.items():
-            self.by_file[(fsha, subject)] = rid
-            self.subjects_by_content.setdefault(chash, set()).add(subject)
-
-    def add(self, record: SourceRecord) -> None:
-        self.records[record.record_id] = (
-            record.subject_id,
-            record.content_hash,
-            record.label,
-            record.file_sha256,
-        )
-        self.by_file[(record.file_sha256, record.subject_id)] = record.record_id
-        self.subjects_by_content.setdefault(record.content_hash, set()).add(record.subject_id)
-
-
-Outcome = Literal["accepted", "duplicate", "quarantined"]
-
 
 def ingest(
     path: str | os.PathLike[str],
@@ -137,12 +71,12 @@ def ingest(
     manifest_path = Path(os.path.abspath(manifest)) if manifest is not None else None
     entries = _manifest_entries(root, manifest_path) if manifest_path else None
     _check_shape(catalog, config)
-    run = _Run(
+    run = FileIntake(
         catalog=catalog,
         config=config,
         entries=entries,
         tag=subject_from_tag,
-        known=_Known(catalog.source_keys()),
+        known=Known(catalog.source_keys()),
         summary=IngestSummary(run_id=uuid.uuid4().hex[:16], root=str(root)),
     )
     started = datetime.now(UTC)
@@ -221,208 +155,6 @@ def _walk(root: Path, skip: set[Path]) -> Iterator[Path]:
             full = os.path.join(dirpath, name)
             if full not in skipped:
                 yield Path(full)
-
-
-@dataclass
-class _Run:
-    catalog: Catalog
-    config: IngestConfig
-    entries: dict[str, ManifestRow] | None
-    tag: str | None
-    known: _Known
-    summary: IngestSummary
-    pending_sources: list[SourceRecord] = field(default_factory=list)
-    pending_quarantine: list[QuarantineEntry] = field(default_factory=list)
-    reasons: Counter[str] = field(default_factory=Counter)
-    folders: set[str] = field(default_factory=set)
-
-    def process(self, file: Path) -> None:
-        """Accept, skip or quarantine one file; never raises for a bad file."""
-        self.summary.files_seen += 1
-        try:
-            outcome = self._one(file)
-        except _Quarantine as q:
-            self._quarantine(file, q.reason, q.error_class, q.detail, q.file_sha256)
-            outcome = "quarantined"
-        except DecodeError as exc:  # unreadable, empty or oversize: never hashed
-            self._quarantine(file, exc.reason, _error_class(exc), str(exc), None)
-            outcome = "quarantined"
-        except (CatalogError, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # a bug of ours must not lose the rest of the run either
-            self._quarantine(file, INTERNAL_ERROR, type(exc).__name__, short_error(exc), None)
-            outcome = "quarantined"
-        if outcome == "duplicate":
-            self.summary.duplicate += 1
-        elif outcome == "accepted":
-            self.summary.accepted += 1
-        if len(self.pending_sources) + len(self.pending_quarantine) >= self.config.batch_size:
-            self.flush()
-
-    def _one(self, file: Path) -> Outcome:
-        entry = None
-        if self.entries is not None:
-            entry = self.entries.get(str(file))
-            if entry is None:
-                raise _Quarantine(
-                    NOT_IN_MANIFEST, "ConfigError", "file is not listed in the manifest"
-                )
-        data = read_limited(file, self.config)
-        fsha = hashlib.sha256(data).hexdigest()
-        if entry is not None and self._already_there(entry, fsha):
-            return "duplicate"
-        try:
-            decoded = decode_bytes(
-                data,
-                self.config,
-                tags=(self.tag,) if self.tag else (),
-                target=self.config.size,
-                grayscale=self.config.channels == 1,
-            )
-        except DecodeError as exc:
-            raise _Quarantine(exc.reason, _error_class(exc), str(exc), fsha) from exc
-        subject = entry.subject_id if entry else decoded.tags.get(self.tag or "")
-        if not subject:
-            raise _Quarantine(
-                NO_SUBJECT_TAG,
-                "ConfigError",
-                f"{decoded.format} file has no value for tag {self.tag}",
-                fsha,
-            )
-        pixels = normalize(decoded.image, self.config)
-        chash = content_hash(pixels)
-        label = entry.label if entry else None
-        record_id = (entry.record_id if entry else None) or derive_record_id(subject, chash)
-        existing = self.known.records.get(record_id)
-        if existing is not None:
-            if existing[:3] == (subject, chash, label):
-                self.known.by_file[(fsha, subject)] = record_id
-                return "duplicate"
-            raise _Quarantine(
-                RECORD_CONFLICT,
-                "CatalogError",
-                _conflict(record_id, existing, subject, chash, label),
-                fsha,
-            )
-        image_path = self._store(pixels, chash)
-        if self.known.subjects_by_content.get(chash, set()) - {subject}:
-            self.summary.shared_content += 1
-        simulated = bool(entry and entry.simulated)
-        self.summary.simulated += simulated
-        record = SourceRecord(
-            record_id=record_id,
-            subject_id=subject,
-            label=label,
-            content_hash=chash,
-            file_sha256=fsha,
-            original_format=decoded.format,
-            original_mode=decoded.mode,
-            original_width=decoded.width,
-            original_height=decoded.height,
-            original_frames=decoded.frames,
-            width=int(pixels.shape[1]),
-            height=int(pixels.shape[0]),
-            channels=1 if pixels.ndim == 2 else int(pixels.shape[2]),
-            image_path=image_path,
-            source_path=str(file),
-            decode_notes="; ".join(decoded.notes),
-            simulated=simulated,
-            run_id=self.summary.run_id,
-            ingested_at=datetime.now(UTC),
-        )
-        self.known.add(record)
-        self.pending_sources.append(record)
-        return "accepted"
-
-    def _already_there(self, entry: ManifestRow, fsha: str) -> bool:
-        """The same file for the same subject and label is in already: skip decoding."""
-        rid = entry.record_id or self.known.by_file.get((fsha, entry.subject_id))
-        have = self.known.records.get(rid) if rid else None
-        return (
-            have is not None
-            and have[0] == entry.subject_id
-            and have[2] == entry.label
-            and have[3] == fsha
-        )
-
-    def _store(self, pixels: np.ndarray, chash: str) -> str:
-        """Write the PNG once, atomically (temp file + rename); return its home-relative path."""
-        relative = f"{SOURCES_DIR}/{chash[:2]}/{chash}.png"
-        target = os.path.join(self.catalog.home, relative)
-        if not os.path.exists(target):
-            folder = os.path.dirname(target)
-            if folder not in self.folders:
-                os.makedirs(folder, exist_ok=True)
-                self.folders.add(folder)
-            tmp = os.path.join(folder, f".{chash}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(encode_png(pixels))
-            os.replace(tmp, target)
-        return relative
-
-    def _quarantine(
-        self, file: Path, reason: str, error_class: str, detail: str, fsha: str | None
-    ) -> None:
-        self.summary.quarantined += 1
-        self.reasons[reason] += 1
-        self.summary.quarantined_by_reason = dict(sorted(self.reasons.items()))
-        self.pending_quarantine.append(
-            QuarantineEntry(
-                path=str(file),
-                file_sha256=fsha,
-                reason=str(reason),
-                error_class=error_class,
-                detail=detail,
-                run_id=self.summary.run_id,
-                quarantined_at=datetime.now(UTC),
-            )
-        )
-
-    def flush(self, run: IngestRun | None = None) -> None:
-        """Record pending rows (and the run row) in one short transaction."""
-        self.catalog.record(self.pending_sources, self.pending_quarantine, [run] if run else [])
-        self.pending_sources.clear()
-        self.pending_quarantine.clear()
-
-
-class _Quarantine(Exception):
-    """A rejection decided by ingest rules rather than by the decoder."""
-
-    def __init__(self, reason: str, error_class: str, detail: str, file_sha256: str | None = None):
-        super().__init__(detail)
-        self.reason = reason
-        self.error_class = error_class
-        self.detail = detail
-        self.file_sha256 = file_sha256
-
-
-def _error_class(exc: DecodeError) -> str:
-    """The class that actually failed (Pillow's, pydicom's), else DecodeError itself."""
-    return type(exc.__cause__ or exc).__name__
-
-
-def derive_record_id(subject_id: str, chash: str) -> str:
-    """A stable record id when the manifest gives none: same subject + pixels, same id."""
-    return "src-" + hashlib.sha256(f"{subject_id}\x1f{chash}".encode()).hexdigest()[:24]
-
-
-def _conflict(
-    record_id: str,
-    existing: tuple[str, str, int | None, str],
-    subject: str,
-    chash: str,
-    label: int | None,
-) -> str:
-    diffs = [
-        name
-        for name, old, new in (
-            ("subject", existing[0], subject),
-            ("pixels", existing[1], chash),
-            ("label", existing[2], label),
-        )
-        if old != new
-    ]
-    return f"record {record_id} is already in the catalog with another {', '.join(diffs)}"
 
 
 @contextmanager

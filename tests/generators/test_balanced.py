@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from consentgen.errors import GeneratorError
-from generators.balanced import class_balanced_labels, generate_balanced, shard_plan
+from generators.balanced import generate_balanced, shard_plan
+from generators.labels import class_balanced_labels
 from generators.checkpoints import load_checkpoint, save_checkpoint
 from generators.trained import TrainedGenerator
 from generators.training import train_diffusion

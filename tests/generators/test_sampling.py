@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from generators.errors import GeneratorInputError
-from generators.sampling import balanced_labels, sample
+from generators.labels import class_balanced_labels
+from generators.sampling import sample
 from generators.trained import TrainedGenerator
 from generators.training import train_diffusion
 from tests.generators.conftest import make_images, record_ids, tiny_config
@@ -52,9 +53,9 @@ def test_labels_condition_the_output(trained_tiny: TrainedGenerator) -> None:
 
 
 def test_default_labels_are_balanced_and_default_steps_come_from_config(trained_tiny) -> None:
-    assert balanced_labels(5, 2).tolist() == [0, 1, 0, 1, 0]
+    assert class_balanced_labels(5, range(2)).tolist() == [0, 1, 0, 1, 0]
     implicit = sample(trained_tiny, 4, seed=2, bf16=False)
-    explicit = sample(trained_tiny, 4, balanced_labels(4, 2), steps=4, seed=2, bf16=False)
+    explicit = sample(trained_tiny, 4, class_balanced_labels(4, range(2)), steps=4, seed=2, bf16=False)
     assert np.array_equal(implicit, explicit)
 
 

@@ -47,5 +47,9 @@ def test_build_then_list_show_and_withdraw(deployment: Deployment) -> None:
     assert f"withdrawn {len((folder / WITHDRAWN).read_text().split())}" in run(
         dep.home, "release", "show", "v0001").stdout
 
+    nobody = run(dep.home, "release", "withdraw", "--subject", "nobody-at-all")
+    assert nobody.returncode == 1 and "Traceback" not in nobody.stderr
+    assert "no subject 'nobody-at-all'" in nobody.stderr and nobody.stdout == ""
+
     missing = run(dep.home, "release", "show", "v0042")
     assert missing.returncode != 0 and "no release v0042" in missing.stderr

@@ -7,16 +7,18 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.defs.definitions import PARTITION_RANGE_END, PARTITION_RANGE_START, defs, make_definitions
+from pipelines.defs.assets import shard_key
+from pipelines.defs.definitions import defs, make_definitions
 from pipelines.settings import quick_profile
+
+SHARDLESS = {"sources", "consent_snapshot", "eligible_records", "candidates", "audit", "release"}
 
 
 def test_defs_can_load() -> None:
     assert defs.resolve_job_def("build") is not None
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"sources", "consent_snapshot", "eligible_records", "shard_models",
-                    "candidates", "audit", "release"}
+    assert keys == SHARDLESS | {f"shard_models/shard_{s}" for s in range(4)}
     checks = {k.name for k in graph.asset_check_keys}
     assert checks == {"no_near_duplicates", "lineage_consented", "no_identifying_metadata",
                       "expectations_pass"}
@@ -37,11 +39,23 @@ def test_schedule_requests_one_run_over_every_shard(tmp_path: Path) -> None:
     schedule = make_definitions(config, tmp_path).resolve_schedule_def("refresh_schedule")
     context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 24, 3, tzinfo=UTC))
     request = schedule.evaluate_tick(context).run_requests[0]
-    assert request.tags[PARTITION_RANGE_START] == "0" and request.tags[PARTITION_RANGE_END] == "2"
+    selected = set(request.asset_selection)
+    assert {shard_key(s) for s in range(3)} <= selected
+    assert {dg.AssetKey(k) for k in SHARDLESS} <= selected
     assert request.run_key == "refresh-20261124T0300"
 
 
-def test_shards_are_the_partitions(tmp_path: Path) -> None:
-    graph = make_definitions(quick_profile(shards=5), tmp_path).resolve_asset_graph()
-    partitions = graph.get(dg.AssetKey("shard_models")).partitions_def
-    assert partitions.get_partition_keys() == ["0", "1", "2", "3", "4"]
+def test_each_shard_is_its_own_step(tmp_path: Path) -> None:
+    """One op per shard model, all downstream of eligibility and upstream of sampling:
+    what lets the multiprocess, Celery and Kubernetes executors train them side by side."""
+    defs5 = make_definitions(quick_profile(shards=5), tmp_path)
+    graph = defs5.resolve_asset_graph()
+    for s in range(5):
+        node = graph.get(shard_key(s))
+        assert node.parent_keys == {dg.AssetKey("eligible_records")}
+        assert dg.AssetKey("candidates") in node.child_keys
+    job = defs5.resolve_job_def("build")
+    ops = {n.name for n in job.graph.node_defs}
+    assert {f"shard_models__shard_{s}" for s in range(5)} <= ops
+    plan_steps = {s for s in job.get_subset(asset_selection={shard_key(1)}).graph.node_dict}
+    assert plan_steps == {"shard_models__shard_1"}

@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 
 from consentgen.errors import ReleaseError
-from pipelines.steps.candidates import kept_candidates
+from pipelines.catalog.lineage import kept_candidates
 from pipelines.catalog import ModelRecord, Release, ReleaseImage, ShardModel, Withdrawal
 from pipelines.defs.definitions import make_definitions
 from pipelines.steps.release import LATEST, WITHDRAWN, releases_root
-from pipelines.defs.runner import report_of, run_build, tick_revocation_sensor
+from pipelines.defs.runner import instance_for, report_of, run_build, tick_revocation_sensor
 from pipelines.steps.release import publish
 from tests.pipelines.conftest import PURPOSE, Deployment
 from validation.release.metadata import find_identifying_metadata
@@ -164,3 +164,23 @@ def test_failure_mid_publish_leaves_no_visible_release(deployment: Deployment) -
     root = releases_root(dep.home)
     assert sorted(p.name for p in root.iterdir()) == []  # no version, no temp folder, no LATEST
     assert dep.catalog.select(Release) == [] and dep.catalog.select(ReleaseImage) == []
+
+
+@pytest.mark.slow
+def test_multiprocess_build_trains_each_shard_in_its_own_process(deployment: Deployment) -> None:
+    """The multiprocess executor runs every step (each shard's training too) in a process
+    of its own, against the same catalog, and still publishes one release."""
+    dep = deployment
+    for subject in dep.subjects:
+        dep.ledger.grant(subject, PURPOSE)
+    instance = instance_for(dep.home)  # persistent: each step's process reads the run from it
+    report = run_build(dep.home, dep.config, instance=instance, parallel=2)
+    assert report.success, report.failure
+    assert report.version == "v0001" and report.retrained == dep.config.shards
+    pids = {e.dagster_event.step_key: e.dagster_event.pid for e in instance.all_logs(report.run_id)
+            if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"}
+    shard_pids = {pids[f"shard_models__shard_{s}"] for s in range(dep.config.shards)}
+    assert len(shard_pids) == dep.config.shards and os.getpid() not in shard_pids
+    models = dep.catalog.select(ShardModel, "ORDER BY shard")
+    assert [m.shard for m in models] == list(range(dep.config.shards))
+    assert all((dep.home / m.model_path).is_dir() for m in models)

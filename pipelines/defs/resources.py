@@ -1,0 +1,70 @@
+"""Dagster resources: the data home, the ledger, the catalog and the build settings.
+
+Each is plain configuration (strings), so a run launched in another process, pod or
+Celery worker rebuilds the same resources from its run config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from consent import Ledger
+from consentgen.home import data_home
+from pipelines.catalog import Catalog, Snapshot
+from pipelines.settings import BuildConfig, config_from_env
+
+
+class DataHome(dg.ConfigurableResource):
+    """The deployment's data home ("" = $CONSENTGEN_HOME, else ./data)."""
+
+    path: str = ""
+
+    def root(self) -> Path:
+        return data_home(self.path or None)
+
+
+class LedgerResource(dg.ConfigurableResource):
+    """The consent ledger, opened briefly per call (read-only for readers)."""
+
+    home: DataHome
+    max_wait_s: float = 60.0
+
+    def ledger(self) -> Ledger:
+        return Ledger.at_home(self.home.root(), max_wait_s=self.max_wait_s)
+
+
+class CatalogResource(dg.ConfigurableResource):
+    """The pipeline catalog (sources, snapshots, lineage, releases)."""
+
+    home: DataHome
+    max_wait_s: float = 60.0
+
+    def catalog(self) -> Catalog:
+        return Catalog(self.home.root(), max_wait_s=self.max_wait_s)
+
+
+class BuildSettings(dg.ConfigurableResource):
+    """The build configuration as JSON ("" = from $CONSENTGEN_PROFILE / $CONSENTGEN_SHARDS)."""
+
+    config_json: str = ""
+    progress: bool = False
+
+    def config(self) -> BuildConfig:
+        return BuildConfig.model_validate_json(self.config_json) if self.config_json else config_from_env()
+
+
+def build_resources(config: BuildConfig, home: str | Path | None, *, progress: bool) -> dict[str, Any]:
+    home_res = DataHome(path=str(home) if home else "")
+    return {
+        "ledger": LedgerResource(home=home_res),
+        "catalog": CatalogResource(home=home_res),
+        "settings": BuildSettings(config_json=config.model_dump_json(), progress=progress),
+    }
+
+
+def run_snapshot(context: Any, catalog: Catalog) -> Snapshot:
+    """The snapshot this run took, else the newest one (a partial re-run of later assets)."""
+    return catalog.snapshot_for_run(context.run.run_id)

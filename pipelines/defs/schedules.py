@@ -1,0 +1,22 @@
+"""The refresh schedule: a whole new build on a cron (new snapshot, expiries honoured)."""
+
+
+import os
+
+import dagster as dg
+
+from pipelines.defs.jobs import BUILD_JOB
+from pipelines.defs.sensors import REASON_TAG
+from pipelines.settings import CRON_ENV, DEFAULT_CRON
+
+
+def refresh_schedule(asset_keys: list[dg.AssetKey]) -> dg.ScheduleDefinition:
+    @dg.schedule(name="refresh_schedule", job_name=BUILD_JOB,
+                 cron_schedule=os.environ.get(CRON_ENV, DEFAULT_CRON), execution_timezone="UTC",
+                 default_status=dg.DefaultScheduleStatus.RUNNING,
+                 description="Refreshes the whole dataset (new snapshot, expiries honoured).")
+    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        return dg.RunRequest(run_key=f"refresh-{context.scheduled_execution_time:%Y%m%dT%H%M}",
+                             asset_selection=sorted(asset_keys), tags={REASON_TAG: "refresh"})
+
+    return _schedule
