@@ -69,6 +69,12 @@ class BuildConfig(BaseModel):
     figures: FigureSettings = FigureSettings()
     seed: int = Field(0, ge=0)
     notices: list[str] = Field(default_factory=list)
+    expiry_policy: Literal["withdraw", "keep"] = "withdraw"
+    """When a grant expires: withdraw the images its subject stands behind (default), or
+    keep images made while consent held (later builds leave the subject out either way)."""
+    min_public_count: int = Field(10, ge=1)
+    """k: counts on the public card that describe subjects or exclusions and fall under k
+    are suppressed ("< k"), so two versions cannot be diffed to learn about one person."""
 
     @property
     def num_classes(self) -> int:

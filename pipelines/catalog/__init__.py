@@ -9,8 +9,10 @@ from pipelines.catalog.schema import (
     SCHEMA_VERSION,
     TABLES,
     AuditRow,
+    Ban,
     Candidate,
     EligibleRecord,
+    Erasure,
     Exclusion,
     IngestRun,
     ModelRecord,
@@ -27,9 +29,11 @@ from pipelines.catalog.store import SOURCES_DIR, Catalog
 
 __all__ = [
     "AuditRow",
+    "Ban",
     "Candidate",
     "Catalog",
     "EligibleRecord",
+    "Erasure",
     "Exclusion",
     "IngestRun",
     "ModelRecord",

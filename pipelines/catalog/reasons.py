@@ -29,3 +29,20 @@ class ExclusionReason(StrEnum):
         if status is ConsentStatus.GIVEN:
             raise ValueError("a granted subject is not excluded for consent")
         return cls(status.value)
+
+
+class WithdrawalReason(StrEnum):
+    """Why an image was taken down (`withdrawals.reason`); the card shows the class only."""
+
+    WITHDRAWN = ConsentStatus.WITHDRAWN.value
+    """The subject revoked their consent."""
+    REVOKED = "ConsentRevoked"
+    """An operator revoked it on the subject's behalf (`release withdraw --subject`)."""
+    EXPIRED = ConsentStatus.EXPIRED.value
+    """The grant expired (and the expiry policy withdraws)."""
+    NOT_YET = ConsentStatus.UNKNOWN.value
+    """A back-dated change left no consent in effect at all."""
+    NO_RECORD = "NoConsentRecord"
+    """The ledger holds no event for the subject any more for this purpose."""
+    IMAGE = "ImageWithdrawn"
+    """This one image was taken down (e.g. a look-alike complaint); its pixels are banned."""

@@ -65,6 +65,9 @@ class Row(BaseModel):
     model_config = ConfigDict(frozen=True)
     table: ClassVar[str]
     primary_key: ClassVar[tuple[str, ...]]
+    defaults: ClassVar[dict[str, str]] = {}
+    """SQL defaults of columns added after a table first shipped: what an older file's
+    rows get when it is brought up to date (new columns are Optional or have one)."""
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -94,7 +97,9 @@ def arrow_schema(model: type[Row]) -> pa.Schema:
 
 def ddl(model: type[Row], *, name: str | None = None) -> str:
     """`CREATE TABLE IF NOT EXISTS` for `model` (under another `name` while migrating)."""
-    lines = [f"{c.name} {c.sql_type}{'' if c.nullable else ' NOT NULL'}" for c in columns_of(model)]
+    lines = [f"{c.name} {c.sql_type}{'' if c.nullable else ' NOT NULL'}"
+             + (f" DEFAULT {model.defaults[c.name]}" if c.name in model.defaults else "")
+             for c in columns_of(model)]
     if model.primary_key:
         lines.append(f"PRIMARY KEY ({', '.join(model.primary_key)})")
     body = ",\n    ".join(lines)
@@ -279,10 +284,16 @@ class AuditRow(Row):
 
 
 class Release(Row):
-    """What was published, and the consent state it honoured."""
+    """What was published, and the consent state it honoured.
+
+    `status` is `pending` from the moment publish records the release's image rows (before
+    its last consent read, so a reconcile at any moment sees them) until its folder is
+    renamed into place, then `published`; a pending row whose folder never appeared is a
+    crashed publish, which the sweep removes."""
 
     table: ClassVar[str] = "releases"
     primary_key: ClassVar[tuple[str, ...]] = ("version",)
+    defaults: ClassVar[dict[str, str]] = {"status": "'published'"}
 
     version: str
     snapshot_id: str
@@ -291,6 +302,7 @@ class Release(Row):
     n_images: int
     release_path: str
     created_at: datetime
+    status: str = "published"
 
 
 class ReleaseImage(Row):
@@ -309,18 +321,61 @@ class ReleaseImage(Row):
 
 
 class Withdrawal(Row):
-    """An image withdrawn after a revocation, with the latency."""
+    """An image withdrawn from a release, why, and how long after the cause.
+
+    `reason` is a `reasons.WithdrawalReason`. For a revoke (by the subject or by an
+    operator) `event_seq` / `revoked_recorded_at` name the ledger event and `latency_s`
+    runs from its recorded time; `effective_at` is when consent ended (the revoke's
+    effective time, or the grant's expiry) and `latency_effective_s` runs from it. An
+    image taken down on its own (`image_withdrawn`) names no subject. `note` is the
+    operator's text; it stays here and never ships."""
 
     table: ClassVar[str] = "withdrawals"
     primary_key: ClassVar[tuple[str, ...]] = ("version", "image_id")
 
     version: str
     image_id: str
-    subject_id: str
-    event_seq: int
-    revoked_recorded_at: datetime
+    subject_id: str | None
+    event_seq: int | None
+    revoked_recorded_at: datetime | None
     withdrawn_at: datetime
-    latency_s: float
+    latency_s: float | None
+    reason: str | None = None
+    effective_at: datetime | None = None
+    latency_effective_s: float | None = None
+    note: str | None = None
+
+
+class Ban(Row):
+    """What may never be published again: a candidate (`kind` = candidate, `value` its id)
+    or its pixels (`kind` = pixels, `value` the sha256 of the decoded pixels), whatever
+    model or build would produce them again."""
+
+    table: ClassVar[str] = "bans"
+    primary_key: ClassVar[tuple[str, ...]] = ("kind", "value")
+
+    kind: str
+    value: str
+    reason: str
+    version: str | None
+    image_id: str | None
+    banned_at: datetime
+
+
+class Erasure(Row):
+    """The record of erasure: one file (or folder) that held a subject's pixels or what was
+    learnt from them, deleted. `kind`: source, checkpoint, candidate or temp; `ref` the
+    record id, model version, candidate id or folder name; `path` home-relative."""
+
+    table: ClassVar[str] = "erasures"
+    primary_key: ClassVar[tuple[str, ...]] = ("subject_id", "kind", "ref")
+
+    subject_id: str
+    kind: str
+    ref: str
+    path: str
+    content_hash: str | None
+    erased_at: datetime
 
 
 class CatalogMeta(Row):
@@ -335,7 +390,8 @@ class CatalogMeta(Row):
 
 TABLES: tuple[type[Row], ...] = (
     SourceRecord, QuarantineEntry, IngestRun, Snapshot, EligibleRecord, Exclusion,
-    ShardModel, ModelRecord, Candidate, AuditRow, Release, ReleaseImage, Withdrawal,
+    ShardModel, ModelRecord, Candidate, AuditRow, Release, ReleaseImage, Withdrawal, Ban,
+    Erasure,
 )
 """Every data table, in creation order (`catalog_meta` is not one of them)."""
 
@@ -387,7 +443,11 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 def _rebuild_with_key(con: duckdb.DuckDBPyConnection, path: Path, model: type[Row]) -> None:
     """Swap a pre-versioning table for its keyed declaration, dropping exact duplicate rows;
     refuse when two different rows share a key (only a person can say which is right)."""
-    table, names, key = model.table, ", ".join(model.columns()), ", ".join(model.primary_key)
+    table, key = model.table, ", ".join(model.primary_key)
+    present = {r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main'",
+        [table]).fetchall()}
+    names = ", ".join(c for c in model.columns() if c in present)  # added columns: defaults
     try:
         clash = key and fetch_one(con, f"SELECT {key} FROM (SELECT DISTINCT {names} FROM {table}) "
                                   f"GROUP BY {key} HAVING count(*) > 1 LIMIT 1")
