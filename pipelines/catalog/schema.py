@@ -28,7 +28,8 @@ from pydantic import BaseModel, ConfigDict
 from consentgen.duck import fetch_one
 from consentgen.errors import CatalogError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: keys and versioning. 2: releases.status, withdrawal reasons and times, bans, erasures."""
 """Bump with every change to a table, and teach `ensure_schema` to bring older files up."""
 
 # One line per annotation: (DuckDB type, Arrow type). Every int is BIGINT because the
@@ -426,11 +427,14 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     version = stored_version(con, path)
     if version == SCHEMA_VERSION:
         return
+    present = _table_names(con)
     if version == 0:
-        present = _table_names(con)
         for model in TABLES:
             if model.table in present:
                 _rebuild_with_key(con, path, model)
+    for model in TABLES:
+        if model.table in present:
+            _add_missing_columns(con, model)
     for model in (*TABLES, CatalogMeta):
         con.execute(ddl(model))
     con.execute(
@@ -444,9 +448,7 @@ def _rebuild_with_key(con: duckdb.DuckDBPyConnection, path: Path, model: type[Ro
     """Swap a pre-versioning table for its keyed declaration, dropping exact duplicate rows;
     refuse when two different rows share a key (only a person can say which is right)."""
     table, key = model.table, ", ".join(model.primary_key)
-    present = {r[0] for r in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main'",
-        [table]).fetchall()}
+    present = set(_column_names(con, table))
     names = ", ".join(c for c in model.columns() if c in present)  # added columns: defaults
     try:
         clash = key and fetch_one(con, f"SELECT {key} FROM (SELECT DISTINCT {names} FROM {table}) "
@@ -463,6 +465,21 @@ def _rebuild_with_key(con: duckdb.DuckDBPyConnection, path: Path, model: type[Ro
         con.execute(f"ALTER TABLE {table}__keyed RENAME TO {table}")
     except duckdb.Error as exc:
         raise CatalogError(f"catalog {path}: cannot migrate table {table}: {_first_line(exc)}") from exc
+
+
+def _add_missing_columns(con: duckdb.DuckDBPyConnection, model: type[Row]) -> None:
+    """Columns declared since the file was made, added with their defaults (or NULL)."""
+    have = set(_column_names(con, model.table))
+    for column in columns_of(model):
+        if column.name not in have:
+            default = f" DEFAULT {model.defaults[column.name]}" if column.name in model.defaults else ""
+            con.execute(f"ALTER TABLE {model.table} ADD COLUMN {column.name} {column.sql_type}{default}")
+
+
+def _column_names(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main' "
+        "ORDER BY column_index", [table]).fetchall()]
 
 
 def _table_names(con: duckdb.DuckDBPyConnection) -> set[str]:

@@ -13,9 +13,11 @@ from consentgen.errors import CatalogError
 from pipelines.catalog import (
     SCHEMA_VERSION,
     TABLES,
+    Ban,
     Catalog,
     EligibleRecord,
     QuarantineEntry,
+    Release,
     Row,
     Snapshot,
     SourceRecord,
@@ -271,3 +273,25 @@ def test_a_pre_version_catalog_with_rows_that_clash_on_a_key_is_refused(home: Pa
     assert raw(path, "SELECT data_type FROM duckdb_columns() WHERE table_name = 'sources' "
                "AND column_name = 'width'") == [("INTEGER",)]
     assert raw(path, "SELECT count(*) FROM eligible_records") == [(2,)]
+
+
+def test_a_version_1_catalog_gains_the_added_columns_and_tables(home: Path) -> None:
+    """A keyed, versioned file from before releases.status / withdrawal reasons / bans."""
+    path = Catalog(home).path
+    release = as_pre_version(Release)
+    with duckdb.connect(str(path)) as con:
+        for model in TABLES:
+            if model.table in PRE_VERSION_COLUMNS:
+                cols = [c for c in ddl(model).splitlines() if c.strip().split(" ")[0]
+                        not in ADDED_SINCE.get(model.table, {})]
+                con.execute("\n".join(cols).replace(",\n)", "\n)"))
+        con.execute(ddl(CatalogMeta))
+        con.execute("INSERT INTO catalog_meta VALUES ('schema_version', '1')")
+        names = PRE_VERSION_COLUMNS["releases"]
+        con.execute(f"INSERT INTO releases ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                    [getattr(release, n) for n in names])
+    catalog = Catalog(home)
+    assert catalog.select(Release) == [release]  # status: published
+    catalog.add([sample(Ban)])
+    assert raw(path, "SELECT value FROM catalog_meta WHERE key = 'schema_version'") == [
+        (str(SCHEMA_VERSION),)]
