@@ -16,7 +16,6 @@ and end in the same clear error naming the file and the wait.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 import time
@@ -25,16 +24,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
-from tenacity import wait_exponential, wait_random_exponential
+from tenacity import wait_random_exponential
 
 from consentgen.errors import ConsentgenError
+from consentgen.locks import flock
 from consentgen.retry import retry_until
 
 DEFAULT_MAX_WAIT_S = 30.0
 # Our own processes release the lock file the moment they close, so polling it briefly
 # and often beats backing off far; a failed DuckDB open costs a few ms of its own, and
 # full jitter keeps several waiting processes from retrying in step.
-_FLOCK_POLL = wait_exponential(multiplier=0.001, exp_base=1.5, max=0.02)
 _OPEN_BACKOFF = wait_random_exponential(multiplier=0.005, max=0.25)
 
 # Markers of a lock held by another process, or of an instance of the same file opened in
@@ -74,18 +73,8 @@ def _file_lock(
         yield
         return
     try:
-        mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
-        retry_until(
-            lambda: fcntl.flock(fd, mode),
-            retry_on=lambda exc: isinstance(exc, BlockingIOError),
-            wait=_FLOCK_POLL,
-            deadline=deadline,
-            give_up=give_up,
-        )
-        try:
+        with flock(fd, shared=shared, deadline=deadline, give_up=give_up):
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
 

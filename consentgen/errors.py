@@ -131,3 +131,7 @@ class ReplacementExhaustedError(AuditError):
 
 class ReleaseError(ConsentgenError):
     """A release could not be published or withdrawn as asked."""
+
+
+class HomeLockedError(ConsentgenError):
+    """Another process holds one of the data home's locks (a build, a publish)."""
