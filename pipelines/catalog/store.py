@@ -143,12 +143,21 @@ class Catalog:
         """Rows of `model`'s table, `tail` being a WHERE / ORDER BY clause."""
         return _select(self, model, tail, list(params))
 
-    def snapshot_for_run(self, run_id: str | None) -> Snapshot:
-        """The snapshot a run took; else the newest (a later asset re-run on its own)."""
+    def snapshot_for_run(self, run_id: str) -> Snapshot:
+        """The snapshot `run_id` took. Never "the newest": a step that ran without its own
+        snapshot would honour consent as someone else's build read it."""
         found = self.select(Snapshot, "WHERE run_id = ? ORDER BY taken_at DESC", [run_id])
-        found = found or self.select(Snapshot, "ORDER BY taken_at DESC LIMIT 1")
         if not found:
-            raise CatalogError("no consent snapshot yet: materialise consent_snapshot first")
+            raise CatalogError(
+                f"run {run_id} took no consent snapshot: run consent_snapshot in the same run, "
+                "or name the build's snapshot with the run tag consentgen/snapshot_id")
+        return found[0]
+
+    def snapshot(self, snapshot_id: str) -> Snapshot:
+        """A snapshot by id (what a publish re-run names explicitly)."""
+        found = self.select(Snapshot, "WHERE snapshot_id = ?", [snapshot_id])
+        if not found:
+            raise CatalogError(f"no consent snapshot {snapshot_id!r} in {self.path}")
         return found[0]
 
     def delete_release(self, version: str) -> None:

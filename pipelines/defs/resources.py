@@ -65,6 +65,11 @@ def build_resources(config: BuildConfig, home: str | Path | None, *, progress: b
     }
 
 
+SNAPSHOT_TAG = "consentgen/snapshot_id"
+
+
 def run_snapshot(context: Any, catalog: Catalog) -> Snapshot:
-    """The snapshot this run took, else the newest one (a partial re-run of later assets)."""
-    return catalog.snapshot_for_run(context.run.run_id)
+    """The snapshot this run is bound to: the one named by its `consentgen/snapshot_id` tag
+    (a publish re-run of an audited build), else the one it took itself; never the newest."""
+    named = context.run.tags.get(SNAPSHOT_TAG)
+    return catalog.snapshot(named) if named else catalog.snapshot_for_run(context.run.run_id)

@@ -76,12 +76,18 @@ def report_of(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> Buil
         if failed_checks:
             failure = f"blocking check(s) failed: {', '.join(failed_checks)}"
         elif failures:
-            err = failures[0].step_failure_data.error
-            failure = f"step {failures[0].step_key} failed: {err.message.strip() if err else 'unknown'}"
+            failure = f"step {failures[0].step_key} failed: {_root_cause(failures[0].step_failure_data.error)}"
         else:
             failure = "the run published no release"
     return BuildReport(result.success and version is not None, result.run_id, version, checks,
                        retrained, failure)
+
+
+def _root_cause(error: object) -> str:
+    """The innermost error's message: ours (e.g. a CatalogError), not Dagster's wrapper."""
+    while error is not None and getattr(error, "cause", None) is not None:
+        error = error.cause
+    return (getattr(error, "message", None) or "unknown").strip()
 
 
 def run_build(home: Path, config: BuildConfig, *, shards: list[int] | None = None,

@@ -19,6 +19,7 @@ from consentgen.errors import ReleaseError
 from pipelines.catalog.lineage import kept_candidates
 from pipelines.catalog import ModelRecord, Release, ReleaseImage, ShardModel, Withdrawal
 from pipelines.defs.definitions import make_definitions
+from pipelines.defs.resources import SNAPSHOT_TAG
 from pipelines.steps.release import LATEST, WITHDRAWN, releases_root
 from pipelines.defs.runner import instance_for, report_of, run_build, tick_revocation_sensor
 from pipelines.steps.release import publish
@@ -126,9 +127,11 @@ def test_consent_revocation_and_rebuild(deployment: Deployment) -> None:
     assert len(v2) == len(manifest) and victim_model not in set(v2["model_version"])
 
 
-def _checks_then_release(dep: Deployment) -> dg.ExecuteInProcessResult:
+def _checks_then_release(dep: Deployment, snapshot_id: str | None) -> dg.ExecuteInProcessResult:
+    """The publish job, bound to an audited build's snapshot by its run tag."""
     job = make_definitions(dep.config, dep.home).resolve_job_def("publish")
-    return job.execute_in_process(instance=dep.instance, raise_on_error=False)
+    tags = {SNAPSHOT_TAG: snapshot_id} if snapshot_id else None
+    return job.execute_in_process(instance=dep.instance, raise_on_error=False, tags=tags)
 
 
 @pytest.mark.slow
@@ -138,13 +141,15 @@ def test_planted_near_duplicate_blocks_the_release(deployment: Deployment) -> No
     audited = run_build(dep.home, dep.config, instance=dep.instance, selection=UP_TO_AUDIT)
     assert audited.version is None and audited.checks and all(audited.checks.values())
     # an audited image is replaced on disk by a copy of a real source
-    snapshot = dep.catalog.snapshot_for_run(None)
+    snapshot = dep.catalog.snapshot_for_run(audited.run_id)
     victim = kept_candidates(dep.catalog, snapshot.snapshot_id)[0]
     source = dep.catalog.sources()[0]
     size = dep.config.generator.image_size
     Image.open(dep.home / source.image_path).resize((size, size)).save(dep.home / victim.image_path)
 
-    report = report_of(_checks_then_release(dep))
+    unbound = report_of(_checks_then_release(dep, None))  # no snapshot of its own: refused
+    assert not unbound.success and "took no consent snapshot" in unbound.failure
+    report = report_of(_checks_then_release(dep, snapshot.snapshot_id))
     assert report.checks["no_near_duplicates"] is False
     assert report.version is None and not report.success
     assert not releases_root(dep.home).exists() or not any(releases_root(dep.home).iterdir())
@@ -155,8 +160,9 @@ def test_planted_near_duplicate_blocks_the_release(deployment: Deployment) -> No
 def test_failure_mid_publish_leaves_no_visible_release(deployment: Deployment) -> None:
     dep = deployment
     consent_most(dep)
-    assert run_build(dep.home, dep.config, instance=dep.instance, selection=UP_TO_AUDIT).version is None
-    snapshot = dep.catalog.snapshot_for_run(None)
+    audited = run_build(dep.home, dep.config, instance=dep.instance, selection=UP_TO_AUDIT)
+    assert audited.version is None
+    snapshot = dep.catalog.snapshot_for_run(audited.run_id)
     kept = kept_candidates(dep.catalog, snapshot.snapshot_id)
     os.remove(dep.home / kept[-1].image_path)  # the disk loses a file half-way through
     with pytest.raises(ReleaseError, match="nothing published"):
