@@ -105,7 +105,7 @@ def main() -> None:
         runs: dict[int, list[dict[str, float]]] = {1: [], 2: []}
         for _ in range(args.repeats):  # alternate, so drift in machine load hits both
             for parallel in (1, 2):
-                runs[parallel].append(one_build(base / "home", work, config, parallel))
+                runs[parallel].append(one_build(base, work, config, parallel))
                 print(f"parallel={parallel}: {runs[parallel][-1]}", flush=True)
     best = {p: min(rs, key=lambda r: r["wall_s"]) for p, rs in runs.items()}
     figures = {
