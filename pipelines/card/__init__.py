@@ -1,8 +1,10 @@
 """The data card of a release: its model (what may appear on it) and its rendering.
 
-`model` says what a card may hold, `plots` draws its pictures, `render` formats it once
-and lays it out through the two templates in ``templates/``. This package sits above
-`pipelines.catalog` and below `pipelines.steps`: it imports neither the steps nor Dagster.
+`model` says what a card may hold (`suppression`: no small count of people on it),
+`plots` draws its pictures from the images `samples` chooses, `view` formats it once and
+`render` lays it out through the two templates in ``templates/`` and makes its files.
+This package sits above `pipelines.catalog` and below `pipelines.steps`: it imports
+neither the steps nor Dagster.
 """
 
 from pipelines.card.formatting import NOT_COMPUTED
@@ -17,12 +19,17 @@ from pipelines.card.model import (
     GeneratorInfo,
     PrivacyFigures,
     UtilityFigures,
+    WithdrawalLine,
 )
-from pipelines.card.render import CARD_FOLDER, render_data_card
+from pipelines.card.render import CARD_JSON, card_files, load_card, render_data_card
+from pipelines.card.samples import SAMPLE_GRID, choose_samples
+from pipelines.card.suppression import PublicCount, Suppressed, public_count
+from pipelines.card.view import CARD_FOLDER
 
 __all__ = [
     "AuditThreshold",
     "CARD_FOLDER",
+    "CARD_JSON",
     "CalibrationRates",
     "ConsentSnapshotHead",
     "Counts",
@@ -32,6 +39,14 @@ __all__ = [
     "GeneratorInfo",
     "NOT_COMPUTED",
     "PrivacyFigures",
+    "PublicCount",
+    "SAMPLE_GRID",
+    "Suppressed",
     "UtilityFigures",
+    "WithdrawalLine",
+    "card_files",
+    "choose_samples",
+    "load_card",
+    "public_count",
     "render_data_card",
 ]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pipelines.card.suppression import Suppressed
+
 NOT_COMPUTED = "not computed"
 
 
@@ -17,8 +19,11 @@ def number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def count(value: int | None) -> str:
-    return NOT_COMPUTED if value is None else f"{value:,}"
+def count(value: int | Suppressed | None) -> str:
+    """An exact count with thousands separators, or a suppressed one as "< k"."""
+    if value is None:
+        return NOT_COMPUTED
+    return str(value) if isinstance(value, Suppressed) else f"{value:,}"
 
 
 def optional_number(value: float | None) -> str:

@@ -14,12 +14,21 @@ Two rules shape the model:
   Labels, reasons and metric names are short keys, and metric names become file names.
 * A figure that was not computed is ``None`` and prints as "not computed"; nothing is
   filled in or estimated here.
+* A count of subjects, records or exclusions under k (`min_public_count`) cannot be put
+  on it exactly: it must arrive as `Suppressed` (`pipelines.card.suppression`), so two
+  versions' cards cannot be diffed to learn about one person. Image counts stay exact
+  (see `Counts`).
+
+The card of a release is also saved as ``card/card.json`` beside the pictures, so a
+withdrawal can redraw it (`pipelines.steps.release_files`) without the build's catalog
+rows; that is why it must never hold more than the card prints.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from datetime import date
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -27,6 +36,8 @@ import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines.card.formatting import number
+from pipelines.card.suppression import PublicCount, is_public
+from pipelines.catalog.reasons import WithdrawalReason
 from validation.release.expectations import ExpectationReport, FailedExpectation
 
 _KEY = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -49,17 +60,27 @@ class ConsentSnapshotHead(_Model):
 
 
 class Counts(_Model):
-    """From sources to published images. Unknown counts stay None."""
+    """From sources to published images. Unknown counts stay None.
 
-    sources_total: int | None = Field(None, ge=0)
-    eligible_subjects: int | None = Field(None, ge=0)
-    eligible_records: int | None = Field(None, ge=0)
-    excluded_by_reason: dict[str, int] | None = None
+    The counts of people and their records (sources, eligible subjects and records,
+    exclusions by reason, records per shard) are `PublicCount`: under k they are
+    suppressed. The image counts (candidates, flagged, replaced, published) are exact:
+    the release's manifest and ``WITHDRAWN`` list every image anyway, and a DDPM shard
+    model's images all go when any one of its subjects withdraws, so a change in them
+    tells that a shard was withdrawn, not how many subjects or records were behind it.
+    """
+
+    sources_total: PublicCount | None = None
+    eligible_subjects: PublicCount | None = None
+    eligible_records: PublicCount | None = None
+    excluded_by_reason: dict[str, PublicCount] | None = None
     """Records left out, keyed by their `pipelines.catalog.reasons.ExclusionReason` value
-    (the one list of reasons), as the eligibility step counts them."""
+    (the one list of reasons), as the eligibility step counts them. A public card lists
+    every reason, zero included (suppressed like the others), so that a reason appearing
+    does not itself tell that someone now has it."""
     shards: int | None = Field(None, ge=1)
     """K, the number of SISA shards."""
-    records_per_shard: list[int] | None = None
+    records_per_shard: list[PublicCount] | None = None
     """Training records of shard 0..K-1."""
     candidates_generated: int | None = Field(None, ge=0)
     flagged: int | None = Field(None, ge=0)
@@ -68,19 +89,19 @@ class Counts(_Model):
 
     @field_validator("excluded_by_reason", "published_per_label")
     @classmethod
-    def _keys(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+    def _keys(cls, value: dict[str, PublicCount] | None) -> dict[str, PublicCount] | None:
         if value is not None:
             for key, count in value.items():
                 if not re.match(_KEY, key):
                     raise ValueError(f"key {key!r} must be a short name ({_KEY})")
-                if count < 0:
+                if isinstance(count, int) and count < 0:
                     raise ValueError(f"count for {key!r} is negative")
         return value
 
     @model_validator(mode="after")
     def _shards(self) -> Counts:
         if self.records_per_shard is not None:
-            if any(n < 0 for n in self.records_per_shard):
+            if any(isinstance(n, int) and n < 0 for n in self.records_per_shard):
                 raise ValueError("records_per_shard has a negative count")
             if self.shards is not None and len(self.records_per_shard) != self.shards:
                 raise ValueError(
@@ -95,6 +116,15 @@ class Counts(_Model):
         if self.published_per_label is None:
             return None
         return sum(self.published_per_label.values())
+
+    def of_people(self) -> dict[str, PublicCount | None]:
+        """Every count here that describes subjects or their records, by a readable name."""
+        found: dict[str, PublicCount | None] = {
+            "sources_total": self.sources_total, "eligible_subjects": self.eligible_subjects,
+            "eligible_records": self.eligible_records}
+        found |= {f"excluded_by_reason[{k}]": v for k, v in (self.excluded_by_reason or {}).items()}
+        found |= {f"records_per_shard[{i}]": v for i, v in enumerate(self.records_per_shard or [])}
+        return found
 
 
 class GeneratorInfo(_Model):
@@ -202,8 +232,9 @@ class PrivacyFigures(_Model):
     dcr_ratio: float | None = Field(None, ge=0)
     """Median synthetic-to-train DCR over median holdout-to-train DCR."""
     n_synthetic: int | None = Field(None, ge=0)
-    n_train: int | None = Field(None, ge=0)
-    n_holdout: int | None = Field(None, ge=0)
+    """Images compared: those published at publish time (not redrawn on withdrawal)."""
+    n_train: PublicCount | None = None
+    n_holdout: PublicCount | None = None
     membership_auc: Fraction | None = Field(None, ge=0, le=1)
     """ROC AUC of a loss-based membership-inference attack; 0.5 = no signal."""
 
@@ -213,7 +244,8 @@ class UtilityFigures(_Model):
 
     tstr_accuracy: Fraction | None = Field(None, ge=0, le=1)
     trtr_accuracy: Fraction | None = Field(None, ge=0, le=1)
-    n_test: int | None = Field(None, ge=0)
+    n_test: PublicCount | None = None
+    """Held-out consented records: records of subjects, so suppressed under k."""
     classifier: str | None = None
 
 
@@ -257,6 +289,19 @@ class ExpectationsSummary(_Model):
         )
 
 
+class WithdrawalLine(_Model):
+    """"Withdrawn: N images on DATE (reason class)": one per reason class and UTC day.
+
+    Only the day and the class ship, never the time, a subject or the operator's note; N
+    is suppressed under k like the counts of people (a line could stand for one person).
+    """
+
+    images: PublicCount
+    on: date
+    reason: WithdrawalReason | None
+    """None: a withdrawal recorded before reasons were (issue 11)."""
+
+
 class DataCard(_Model):
     """Everything the data card prints; see the module docstring for the rules."""
 
@@ -274,6 +319,25 @@ class DataCard(_Model):
     expectations: list[ExpectationsSummary] = []
     notices: list[str] = []
     """Shown first, e.g. that the demo's subjects and consent are SIMULATED."""
+    expiry_policy: Literal["withdraw", "keep"]
+    """What this release does when a grant expires (`BuildConfig.expiry_policy`)."""
+    withdrawals: list[WithdrawalLine] = []
+    """Filled in when images are withdrawn from the published release."""
+    min_public_count: int = Field(10, ge=1)
+    """k: counts of people under it must arrive `Suppressed`."""
+
+    @model_validator(mode="after")
+    def _public_counts(self) -> DataCard:
+        k = self.min_public_count
+        counts = self.counts.of_people() | {
+            "privacy.n_train": self.privacy.n_train, "privacy.n_holdout": self.privacy.n_holdout,
+            "utility.n_test": self.utility.n_test}
+        counts |= {f"withdrawals[{i}].images": w.images for i, w in enumerate(self.withdrawals)}
+        exposed = sorted(name for name, value in counts.items() if not is_public(value, k))
+        if exposed:
+            raise ValueError(f"counts under k = {k} must be suppressed (public_count): "
+                             f"{', '.join(exposed)}")
+        return self
 
     @model_validator(mode="after")
     def _metrics(self) -> DataCard:

@@ -1,107 +1,38 @@
-"""Writing a release's data card: one view of the card, two templates.
+"""Writing a release's data card: the view laid out through two templates, and its files.
 
-Every figure is formatted once, here, into a `CardView` (tables as rows of text, the
-pictures as files and data URIs); ``templates/data_card.md.j2`` and
-``templates/data_card.html.j2`` only lay that view out. So the two files cannot drift
-apart: a value on one is the same text on the other.
+`pipelines.card.view` formats every figure once into a `CardView`;
+``templates/data_card.md.j2`` and ``templates/data_card.html.j2`` only lay that view
+out. So the two files cannot drift apart: a value on one is the same text on the other.
 
 The HTML is self-contained (plots and the sample grid embedded as data URIs), so it can
-be mailed or archived alone; the Markdown links the same PNGs, written under ``card/``.
-Jinja escapes everything in the HTML (a notice or an expectation's reason is text, not
-markup) and refuses a name the view does not have (`StrictUndefined`) instead of
-printing an empty cell. The templates are package data (pyproject.toml), found through
-the package, whatever the working directory.
+be mailed or archived alone; the Markdown links the same PNGs, written under ``card/``
+with the card model itself (``card/card.json``), from which a withdrawal redraws it all.
+`card_files` makes every file's bytes without touching the disk, so a caller can put
+each in place atomically (`pipelines.steps.release_files`); `render_data_card` writes
+them into a folder. Jinja escapes everything in the HTML (a notice or an expectation's
+reason is text, not markup) and refuses a name the view does not have
+(`StrictUndefined`) instead of printing an empty cell. The templates are package data
+(pyproject.toml), found through the package, whatever the working directory.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from consentgen.errors import ConfigError
-from pipelines.card.formatting import (
-    NOT_COMPUTED,
-    count,
-    number,
-    optional_number,
-    percent,
-    timestamp,
-)
-from pipelines.card.model import AuditThreshold, DataCard, DistanceDistribution
+from pipelines.card.formatting import NOT_COMPUTED
+from pipelines.card.model import DataCard
 from pipelines.card.plots import histogram_png, sample_grid_png
+from pipelines.card.view import CARD_FOLDER, SAMPLES_FILE, Picture, card_view, picture
 
-CARD_FOLDER = "card"
-"""Subfolder (beside ``data_card.md``) that holds the PNGs the Markdown links."""
 MARKDOWN_FILE = "data_card.md"
 HTML_FILE = "data_card.html"
-
-_AUDIT_PROMISE = (
-    "No published image is a near-duplicate of any source under these metrics and "
-    "thresholds (each compares the image with its nearest source)."
-)
-_THRESHOLD_HEAD = ("Metric", "Threshold", "Audit rule", "Published images",
-                   "Nearest-source distances")
-
-Row = tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Section:
-    """A titled key/value table."""
-
-    title: str
-    rows: list[Row]
-
-
-@dataclass(frozen=True)
-class Picture:
-    """A PNG of the card: linked as `file` from the Markdown, embedded as `data_uri` in HTML."""
-
-    alt: str
-    caption: str
-    file: str
-    data_uri: str
-
-
-@dataclass(frozen=True)
-class Failure:
-    type: str
-    column: str | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class Suite:
-    """One Great Expectations suite's outcome, in words."""
-
-    name: str
-    status: str
-    successful: int
-    evaluated: int
-    docs_link: str | None
-    failed: list[Failure]
-
-
-@dataclass(frozen=True)
-class CardView:
-    """Everything both templates print, already formatted."""
-
-    version: str
-    created: str
-    notices: list[str]
-    sections: list[Section]
-    audit_promise: str
-    threshold_head: Row
-    threshold_rows: list[Row]
-    histograms: list[Picture]
-    calibration_rows: list[Row]
-    suites: list[Suite]
-    samples: Picture | None
+CARD_JSON = f"{CARD_FOLDER}/card.json"
+"""The card model the files were drawn from (no identifiers: the model has none)."""
 
 
 def _md_cell(text: object) -> str:
@@ -122,181 +53,51 @@ _ENV.filters["md"] = _md_cell
 _ENV.globals["NOT_COMPUTED"] = NOT_COMPUTED
 
 
-# --- the view ------------------------------------------------------------------------------
-
-
-def _listing(items: Sequence[tuple[object, int]]) -> str:
-    return ", ".join(f"{k}: {v:,}" for k, v in items)
-
-
-def _sections(card: DataCard) -> list[Section]:
-    """The card's key/value tables, in print order."""
-    c = card.counts
-    g = card.generator
-    excluded = (NOT_COMPUTED if c.excluded_by_reason is None else
-                _listing(sorted(c.excluded_by_reason.items())) or "none")
-    per_shard = (NOT_COMPUTED if c.records_per_shard is None else
-                 _listing(list(enumerate(c.records_per_shard))))
-    per_label = (NOT_COMPUTED if c.published_per_label is None else
-                 _listing(sorted(c.published_per_label.items())))
-    if g.dp_epsilon is None:
-        dp = "none (trained without differential privacy)"
-    else:
-        dp = f"ε = {number(g.dp_epsilon)}" + (f", δ = {g.dp_delta:.1e}" if g.dp_delta else "")
-    size = NOT_COMPUTED if g.image_size is None else f"{g.image_size[0]}×{g.image_size[1]}"
-    p = card.privacy
-    u = card.utility
-    return [
-        Section("Consent snapshot", [
-            ("Purpose", card.purpose),
-            ("Ledger head sequence", str(card.consent.seq)),
-            ("Ledger head hash", card.consent.hash),
-            ("Snapshot time", timestamp(card.consent.snapshot_time)),
-        ]),
-        Section("Counts", [
-            ("Source records (all)", count(c.sources_total)),
-            ("Eligible subjects", count(c.eligible_subjects)),
-            ("Eligible records", count(c.eligible_records)),
-            ("Excluded records by reason", excluded),
-            ("Shards (K)", count(c.shards)),
-            ("Training records per shard", per_shard),
-            ("Candidates generated", count(c.candidates_generated)),
-            ("Flagged as near-duplicates", count(c.flagged)),
-            ("Replaced", count(c.replaced)),
-            ("Published images", count(c.published_total)),
-            ("Published images per label", per_label),
-        ]),
-        Section("Generator", [
-            ("Kind", g.kind),
-            ("Preset", g.preset or NOT_COMPUTED),
-            ("Image size", size),
-            ("Epochs", count(g.epochs)),
-            ("Sampling steps", count(g.sampling_steps)),
-            ("Differential privacy", dp),
-            ("Model versions", ", ".join(g.model_versions) or NOT_COMPUTED),
-        ]),
-        Section("Privacy", [
-            ("DCR: share of synthetic images closer to train than to holdout",
-             percent(p.dcr_closer_to_train_share)),
-            ("DCR ratio (median synthetic→train / median holdout→train)",
-             optional_number(p.dcr_ratio)),
-            ("Synthetic images compared", count(p.n_synthetic)),
-            ("Training records compared", count(p.n_train)),
-            ("Held-out records compared", count(p.n_holdout)),
-            ("Membership-inference AUC", optional_number(p.membership_auc)),
-        ]),
-        Section("Utility", [
-            ("Classifier", u.classifier or NOT_COMPUTED),
-            ("TSTR accuracy (train synthetic, test real)", percent(u.tstr_accuracy)),
-            ("TRTR accuracy (train real, test real)", percent(u.trtr_accuracy)),
-            ("Real test images", count(u.n_test)),
-        ]),
-    ]
-
-
-def _crossing(dist: DistanceDistribution, t: AuditThreshold) -> int | None:
-    """How many published values lie on the flagged side (None: only binned data)."""
-    if dist.values is None:
-        return None
-    arr = np.asarray(dist.values, dtype=np.float64)
-    bad = arr <= t.value if t.direction == "min" else arr >= t.value
-    return int(np.count_nonzero(bad | ~np.isfinite(arr)))
-
-
-def _distance_summary(dist: DistanceDistribution | None, t: AuditThreshold) -> str:
-    """Evidence for the promise; a crossing is printed, never hidden."""
-    if dist is None:
-        return NOT_COMPUTED
-    stats = dist.stats()
-    if stats is None:  # histogram only
-        counts = np.asarray(dist.counts, dtype=np.int64)
-        edges = dist.bin_edges or []
-        nz = np.flatnonzero(counts)
-        if nz.size == 0:
-            return "n=0 (binned)"
-        return (f"n={int(counts.sum()):,} (binned), between {number(edges[nz[0]])} "
-                f"and {number(edges[nz[-1] + 1])}")
-    if stats["n"] == 0:
-        return "n=0"
-    text = (f"n={stats['n']:,}, min {number(stats['min'])}, median {number(stats['median'])}, "
-            f"max {number(stats['max'])}")
-    crossing = _crossing(dist, t)
-    if crossing:
-        text += f"; WARNING: {crossing} value(s) on the flagged side"
-    return text
-
-
-def _threshold_rows(card: DataCard) -> list[Row]:
-    return [(metric, number(t.value), f"flagged when {t.flag_rule()}",
-             f"must be {t.shipped_rule()}", _distance_summary(card.distances.get(metric), t))
-            for metric, t in sorted(card.thresholds.items())]
-
-
-def _calibration_rows(card: DataCard) -> list[Row]:
-    cal = card.calibration
-    if cal is None:
-        return [("Calibration", NOT_COMPUTED)]
-    rows: list[Row] = [(f"Detection rate: {name}", percent(rate))
-                       for name, rate in sorted(cal.detection_rate.items())]
-    if not rows:
-        rows.append(("Detection rate per transform", NOT_COMPUTED))
-    rows += [
-        ("False-positive rate (different images flagged)", percent(cal.false_positive_rate)),
-        ("Known copies (positives)", count(cal.n_positives)),
-        ("Different images (negatives)", count(cal.n_negatives)),
-    ]
-    return rows
-
-
-def _suites(card: DataCard) -> list[Suite]:
-    return [Suite(name=s.suite_name, status="passed" if s.success else "FAILED",
-                  successful=s.successful, evaluated=s.evaluated, docs_link=s.docs_link,
-                  failed=[Failure(f.type, f.column, f.reason) for f in s.failed])
-            for s in card.expectations]
-
-
-def _picture(alt: str, caption: str, file: str, png: bytes) -> Picture:
-    uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-    return Picture(alt=alt, caption=caption, file=file, data_uri=uri)
-
-
-def card_view(card: DataCard, histograms: list[Picture], samples: Picture | None) -> CardView:
-    """The one formatted view both templates print."""
-    return CardView(
-        version=card.version,
-        created=timestamp(card.created_at),
-        notices=list(card.notices),
-        sections=_sections(card),
-        audit_promise=_AUDIT_PROMISE,
-        threshold_head=_THRESHOLD_HEAD,
-        threshold_rows=_threshold_rows(card),
-        histograms=histograms,
-        calibration_rows=_calibration_rows(card),
-        suites=_suites(card),
-        samples=samples,
-    )
-
-
-# --- writing -------------------------------------------------------------------------------
-
-
-def _write_pictures(card: DataCard, card_dir: Path, sample_images: Sequence[np.ndarray],
-                    sample_labels: Sequence[object]) -> tuple[list[Picture], Picture | None]:
-    card_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*card_dir.glob("hist_*.png"), card_dir / "samples.png"]:
-        stale.unlink(missing_ok=True)  # a re-render must not keep another metric's plot
+def _pictures(card: DataCard, sample_images: Sequence[np.ndarray],
+              sample_labels: Sequence[object]) -> tuple[dict[str, bytes], list[Picture],
+                                                         Picture | None]:
+    files: dict[str, bytes] = {}
     histograms = []
     for metric in sorted(card.distances):
-        png = histogram_png(metric, card.distances[metric], card.thresholds[metric])
-        name = f"hist_{metric}.png"
-        (card_dir / name).write_bytes(png)
-        histograms.append(_picture(f"{metric} distribution", metric, f"{CARD_FOLDER}/{name}", png))
+        name = f"{CARD_FOLDER}/hist_{metric}.png"
+        files[name] = histogram_png(metric, card.distances[metric], card.thresholds[metric])
+        histograms.append(picture(f"{metric} distribution", metric, name, files[name]))
     samples = None
     if len(sample_images):
-        png = sample_grid_png(sample_images, sample_labels)
-        (card_dir / "samples.png").write_bytes(png)
-        samples = _picture("sample grid", "sample grid", f"{CARD_FOLDER}/samples.png", png)
-    return histograms, samples
+        files[SAMPLES_FILE] = sample_grid_png(sample_images, sample_labels)
+        samples = picture("sample grid", "sample grid", SAMPLES_FILE, files[SAMPLES_FILE])
+    return files, histograms, samples
+
+
+def card_files(card: DataCard, *, sample_images: Sequence[np.ndarray],
+               sample_labels: Sequence[object]) -> dict[str, bytes]:
+    """Every file of the card, by its path relative to the release, ``card.json`` last.
+
+    The PNGs under ``card/``, ``data_card.md``, ``data_card.html`` and the model as
+    ``card/card.json``: a reader that finds the model finds the files drawn from it.
+    """
+    if len(sample_images) != len(sample_labels):
+        raise ConfigError(
+            f"{len(sample_images)} sample images but {len(sample_labels)} sample labels"
+        )
+    files, histograms, samples = _pictures(card, sample_images, sample_labels)
+    view = card_view(card, histograms, samples)
+    for name in (MARKDOWN_FILE, HTML_FILE):
+        files[name] = _ENV.get_template(f"{name}.j2").render(view=view).encode("utf-8")
+    files[CARD_JSON] = card.model_dump_json(indent=2).encode("utf-8") + b"\n"
+    return files
+
+
+def stale_pictures(card_dir: Path, files: dict[str, bytes]) -> list[Path]:
+    """PNGs in `card_dir` that `files` no longer has (another metric's plot, a grid)."""
+    keep = {PurePosixPath(name).name for name in files}
+    return [p for p in [*card_dir.glob("hist_*.png"), card_dir / "samples.png"]
+            if p.exists() and p.name not in keep]
+
+
+def load_card(release_dir: Path) -> DataCard:
+    """The card model a release was drawn from (``card/card.json``)."""
+    return DataCard.model_validate_json((Path(release_dir) / CARD_JSON).read_bytes())
 
 
 def render_data_card(
@@ -306,24 +107,18 @@ def render_data_card(
     sample_images: Sequence[np.ndarray],
     sample_labels: Sequence[object],
 ) -> tuple[Path, Path]:
-    """Write ``data_card.md`` and ``data_card.html`` (and ``card/*.png``) into `out_dir`.
+    """Write ``data_card.md`` and ``data_card.html`` (and ``card/*``) into `out_dir`.
 
     One histogram PNG per metric in ``card.distances`` (``card/hist_<metric>.png``) with
-    the threshold drawn, and ``card/samples.png``, a captioned grid of `sample_images`
-    (uint8, HxW or HxWxC, of published images only). The HTML embeds the same PNGs and
-    stands alone. Returns (markdown path, html path).
+    the threshold drawn, ``card/samples.png``, a captioned grid of `sample_images`
+    (uint8, HxW or HxWxC, of published images only), and ``card/card.json``. The HTML
+    embeds the same PNGs and stands alone. Returns (markdown path, html path).
     """
-    if len(sample_images) != len(sample_labels):
-        raise ConfigError(
-            f"{len(sample_images)} sample images but {len(sample_labels)} sample labels"
-        )
+    files = card_files(card, sample_images=sample_images, sample_labels=sample_labels)
     out_dir = Path(out_dir)
-    histograms, samples = _write_pictures(card, out_dir / CARD_FOLDER, sample_images,
-                                          sample_labels)
-    view = card_view(card, histograms, samples)
-    paths = []
-    for name in (MARKDOWN_FILE, HTML_FILE):
-        path = out_dir / name
-        path.write_text(_ENV.get_template(f"{name}.j2").render(view=view), encoding="utf-8")
-        paths.append(path)
-    return paths[0], paths[1]
+    (out_dir / CARD_FOLDER).mkdir(parents=True, exist_ok=True)
+    for stale in stale_pictures(out_dir / CARD_FOLDER, files):
+        stale.unlink()  # a re-render must not keep another metric's plot
+    for name, data in files.items():
+        (out_dir / name).write_bytes(data)
+    return out_dir / MARKDOWN_FILE, out_dir / HTML_FILE

@@ -2,7 +2,11 @@
 
 Everything on the card comes from this build's catalog rows, its snapshot and the staged
 release; the privacy and utility figures come from `pipelines.steps.figures`, and a
-figure that could not be computed arrives as None with a notice saying why.
+figure that could not be computed arrives as None with a notice saying why. Counts of
+people under k (`BuildConfig.min_public_count`) are suppressed here, before the card
+model exists, so their values never reach the release (``card/card.json`` included).
+The card is saved with the release as ``card/card.json``, from which a withdrawal
+redraws it (`pipelines.steps.release_files`).
 """
 
 from __future__ import annotations
@@ -10,8 +14,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from consent import Ledger
@@ -19,6 +23,7 @@ from consent.events import utc_now
 from consentgen.errors import ReleaseError
 from pipelines.catalog.lineage import snapshot_candidates
 from pipelines.catalog import Catalog, Snapshot
+from pipelines.catalog.reasons import ExclusionReason
 from pipelines.steps.checks import run_expectations, thresholds
 from pipelines.card import (
     AuditThreshold,
@@ -28,9 +33,11 @@ from pipelines.card import (
     DistanceDistribution,
     ExpectationsSummary,
     GeneratorInfo,
+    choose_samples,
+    public_count,
     render_data_card,
 )
-from pipelines.steps.eligibility import load_eligible
+from pipelines.steps.eligibility import EligibleSet, load_eligible
 from pipelines.steps.figures import compute_figures
 from pipelines.steps.images import load_gray
 from pipelines.steps.public_manifest import GENERATOR_KIND, StagedImage
@@ -38,7 +45,25 @@ from pipelines.settings import BuildConfig
 from pipelines.steps.shard_training import current_models
 
 EXPECTATIONS_DIR = "expectations"
-SAMPLE_GRID = 32
+
+
+def people_counts(catalog: Catalog, eligible: EligibleSet, config: BuildConfig) -> dict[str, Any]:
+    """The `Counts` of subjects, records and exclusions, each suppressed under k.
+
+    Every exclusion reason is listed, zero included: a reason that appears only once
+    someone has it would tell the same as its count.
+    """
+    k = config.min_public_count
+    excluded = {reason.value: 0 for reason in ExclusionReason} | eligible.exclusion_counts()
+    per_shard = eligible.shard_counts()
+    return dict(
+        sources_total=public_count(len(catalog.sources()), k),
+        eligible_subjects=public_count(len({r.subject_id for r in eligible.records}), k),
+        eligible_records=public_count(len(eligible.records), k),
+        excluded_by_reason={reason: public_count(n, k) for reason, n in sorted(excluded.items())},
+        shards=config.shards,
+        records_per_shard=[public_count(per_shard.get(s, 0), k) for s in range(config.shards)],
+    )
 
 
 def card_renderer(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: BuildConfig
@@ -63,12 +88,7 @@ def card_renderer(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: 
                                         snapshot_time=snapshot.taken_at),
             purpose=snapshot.purpose,
             counts=Counts(
-                sources_total=len(catalog.sources()),
-                eligible_subjects=len({r.subject_id for r in eligible.records}),
-                eligible_records=len(eligible.records),
-                excluded_by_reason=eligible.exclusion_counts(),
-                shards=config.shards,
-                records_per_shard=[eligible.shard_counts().get(s, 0) for s in range(config.shards)],
+                **people_counts(catalog, eligible, config),
                 candidates_generated=len(all_candidates),
                 flagged=len(all_candidates) - len(staged),
                 replaced=len(all_candidates) - config.images_per_shard * len(models),
@@ -87,10 +107,13 @@ def card_renderer(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: 
             utility=utility,
             expectations=[ExpectationsSummary.from_report(r, staging) for r in reports],
             notices=[*config.notices, *notes],
+            expiry_policy=config.expiry_policy,
+            min_public_count=config.min_public_count,
         )
-        order = np.random.default_rng(config.seed).permutation(len(staged))[:SAMPLE_GRID]
-        samples = load_gray([staging / staged[i].file_name(config) for i in order], size)
+        by_id = {s.image_id: s for s in staged}
+        shown = [by_id[i] for i in choose_samples(by_id, seed=config.seed)]
+        samples = load_gray([staging / s.file_name(config) for s in shown], size)
         render_data_card(card, staging, sample_images=list(samples),
-                         sample_labels=[config.label_name(staged[i].candidate.label) for i in order])
+                         sample_labels=[config.label_name(s.candidate.label) for s in shown])
 
     return render

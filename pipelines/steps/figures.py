@@ -3,8 +3,9 @@
 They come from the build's own records only (this snapshot's consented training and
 holdout records, and the models the release was sampled from) and are never invented: a
 figure that cannot be computed (too few holdout records, one class only) is left as None,
-which the card prints as "not computed", with a note saying why. torch and the audit
-figures load only when this runs, i.e. at publish.
+which the card prints as "not computed", with a note saying why. The numbers of training,
+held-out and test records count people's records: under k they reach the card
+suppressed. torch and the audit figures load only when this runs, i.e. at publish.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from consentgen.errors import AuditError, ConsentgenError
-from pipelines.card import CalibrationRates, PrivacyFigures, UtilityFigures
+from pipelines.card import CalibrationRates, PrivacyFigures, UtilityFigures, public_count
 from pipelines.catalog import Catalog, ShardModel, Snapshot, SourceRecord
 from pipelines.settings import BuildConfig
 from pipelines.steps.audit import audit_config
@@ -50,11 +51,13 @@ def compute_figures(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
     utility: dict[str, Any] = {}
     calibration = None
     figures = config.figures
+    k = config.min_public_count
     if figures.dcr:
         try:
             dcr = dcr_figures(synthetic, train_px, hold_px, seed=config.seed)
             privacy.update(dcr_closer_to_train_share=dcr.share_closer_to_train, dcr_ratio=dcr.dcr_ratio,
-                           n_synthetic=dcr.n_synthetic, n_train=dcr.n_train, n_holdout=dcr.n_holdout)
+                           n_synthetic=dcr.n_synthetic, n_train=public_count(dcr.n_train, k),
+                           n_holdout=public_count(dcr.n_holdout, k))
         except AuditError as exc:
             notes.append(f"DCR not computed: {exc}")
     if figures.membership_inference and models and holdout:
@@ -81,7 +84,8 @@ def compute_figures(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
                                 hold_px, np.array([r.label for r in holdout]), seed=config.seed,
                                 epochs=figures.utility_epochs)
             utility.update(tstr_accuracy=tstr.tstr_accuracy, trtr_accuracy=tstr.trtr_accuracy,
-                           n_test=len(holdout), classifier="small CNN (validation.audit.utility)")
+                           n_test=public_count(len(holdout), k),
+                           classifier="small CNN (validation.audit.utility)")
         except AuditError as exc:
             notes.append(f"utility not computed: {exc}")
     if figures.calibration:

@@ -40,6 +40,7 @@ def base_card(**overrides: object) -> DataCard:
         "purpose": "synthetic-training",
         "generator": GeneratorInfo(kind="ddpm"),
         "thresholds": thresholds(),
+        "expiry_policy": "withdraw",
     }
     fields.update(overrides)
     return DataCard(**fields)

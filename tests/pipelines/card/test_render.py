@@ -202,7 +202,7 @@ def test_templates_are_found_from_another_working_directory(tmp_path: Path) -> N
         "t = datetime(2025, 1, 2, tzinfo=UTC)\n"
         "card = DataCard(version='v0042', created_at=t, purpose='p',\n"
         "                consent=ConsentSnapshotHead(seq=1, hash='a' * 64, snapshot_time=t),\n"
-        "                generator=GeneratorInfo(kind='ddpm'),\n"
+        "                generator=GeneratorInfo(kind='ddpm'), expiry_policy='keep',\n"
         "                thresholds={'pixel_l2': AuditThreshold(direction='min', value=0.3)})\n"
         "render_data_card(card, Path('out'), sample_images=[], sample_labels=[])\n"
     )
