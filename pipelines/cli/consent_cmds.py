@@ -13,6 +13,7 @@ from consent.exchange import EXPORTERS
 from consentgen.errors import LedgerIntegrityError
 from pipelines.catalog import Catalog
 from pipelines.cli.common import HomeOption, console, err_console, parse_time, resolve_home
+from pipelines.cli.erasure_cmds import erasure
 
 app = typer.Typer(help="Record, inspect and exchange consent.", no_args_is_help=True)
 
@@ -171,3 +172,6 @@ def log(
         )
     console.print(table)
     console.print(f"{len(events)} event(s)")
+
+
+app.command("erasure")(erasure)

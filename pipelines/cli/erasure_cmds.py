@@ -1,0 +1,63 @@
+"""`consentgen consent erasure SUBJECT [--json]`: the record of a subject's erasure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from pipelines.cli.common import HomeOption, console, resolve_home
+
+if TYPE_CHECKING:
+    from pipelines.steps.erasure_record import ErasureRecord
+
+
+def erasure(
+    subject: Annotated[str, typer.Argument(help="Subject id.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """What was withdrawn and erased of SUBJECT, when, and what remains and why."""
+    from consent import Ledger
+    from pipelines.catalog import Catalog
+    from pipelines.settings import config_from_env
+    from pipelines.steps.erasure_record import erasure_record
+
+    root = resolve_home(home)
+    record = erasure_record(Catalog(root), Ledger.at_home(root), config_from_env(), subject)
+    if json_:
+        typer.echo(record.model_dump_json(indent=2))
+    else:
+        _print(record)
+
+
+def _t(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else ""
+
+
+def _print(record: ErasureRecord) -> None:
+    c = record.consent
+    console.print(f"Erasure record of {record.subject_id} (as of {_t(record.as_of)})")
+    console.print(f"consent: {'ended' if c.ended else 'not ended'}: {c.why}")
+    console.print(f"\nledger events ({len(record.events)}):")
+    for e in record.events:
+        expiry = f", expires {e['expires_at']}" if e.get("expires_at") else ""
+        console.print(f"  #{e['seq']} {e['action']} for {e['purpose']} effective {e['effective_at']}"
+                      f"{expiry}, recorded {e['recorded_at']} by {e['actor']} (event {e['event_id']})")
+    console.print(f"\nimages withdrawn ({sum(w.images for w in record.withdrawn)}):")
+    for w in record.withdrawn:
+        latency = "" if w.max_latency_s is None else f", at most {w.max_latency_s:.3f}s after the event was recorded"
+        effective = ("" if w.max_latency_effective_s is None
+                     else f", {w.max_latency_effective_s:.3f}s after consent ended")
+        console.print(f"  {w.version}: {w.images} image(s) ({w.for_this_subject} for this subject's consent), "
+                      f"withdrawn {_t(w.first_withdrawn_at)} to {_t(w.last_withdrawn_at)}{latency}{effective}"
+                      + (f"; {', '.join(w.reasons)}" if w.reasons else ""))
+    console.print(f"\nfiles erased ({len(record.erased)}):")
+    for e in record.erased:
+        digest = f", content hash {e.content_hash}" if e.content_hash else ""
+        console.print(f"  {_t(e.erased_at)} {e.kind} {e.ref}: {e.path}{digest}")
+    console.print(f"\nremains ({len(record.remains)}):")
+    for r in record.remains:
+        console.print(f"  {r.kind} {r.ref}{f' ({r.path})' if r.path else ''}: {r.why}")
+    console.print(f"\n{record.summary}")
