@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from consent.events import ConsentEvent, describe_validation_error, utc_now
 from consent.ledger import AppendResult, Ledger
-from consent.state import ConsentStatus
+from consent.state import ConsentStatus, event_status
 from consentgen.errors import ConfigError, EventConflictError, ImportRejectedError, LedgerError
 from consentgen.files import atomic_output
 
@@ -232,9 +232,7 @@ def iso27560_records(ledger: Ledger, at: datetime | None = None) -> list[dict[st
                     {
                         "event_id": e.event_id,
                         "seq": e.seq,
-                        "consent_status": (
-                            ConsentStatus.GIVEN if e.action == "grant" else ConsentStatus.WITHDRAWN
-                        ).dpv,
+                        "consent_status": event_status(e).dpv,
                         "effective_at": _iso(e.effective_at),
                         "expires_at": _iso(e.expires_at),
                         "recorded_at": _iso(e.recorded_at),

@@ -11,7 +11,9 @@ class ExclusionReason(StrEnum):
     """The `exclusions.reason` of a record; the consent ones are W3C DPV state names."""
 
     WITHDRAWN = ConsentStatus.WITHDRAWN.value
-    """The deciding event is a revoke (by the subject or on their behalf)."""
+    """The deciding event is the subject's own revoke."""
+    REVOKED = ConsentStatus.REVOKED.value
+    """The deciding event is an operator's revoke on the subject's behalf."""
     EXPIRED = ConsentStatus.EXPIRED.value
     """The deciding grant has expired."""
     NOT_YET = ConsentStatus.UNKNOWN.value
