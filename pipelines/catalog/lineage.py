@@ -10,6 +10,12 @@ table) or `Catalog.read` (a few columns, a join or a count).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from typing import NamedTuple
+
+import duckdb
+import pyarrow as pa
 
 from consent import Ledger
 from pipelines.catalog import (
@@ -81,22 +87,6 @@ def subjects_of_models(catalog: Catalog, model_versions: set[str]) -> dict[str, 
     return out
 
 
-def shards_trained_on(catalog: Catalog, subject_id: str) -> set[int]:
-    """Shards whose newest model saw this subject: the ones a revocation makes stale."""
-    with catalog.read() as con:
-        rows = con.execute(
-            """
-            WITH newest AS (
-                SELECT shard, arg_max(model_version, trained_at) AS model_version
-                FROM shard_models GROUP BY shard
-            )
-            SELECT DISTINCT n.shard FROM newest n JOIN model_records r USING (model_version)
-            WHERE r.subject_id = ?
-            """, [subject_id],
-        ).fetchall()
-    return {int(r[0]) for r in rows}
-
-
 # --- candidates and what the audit made of them ----------------------------------------
 
 
@@ -138,13 +128,17 @@ def unconsented_lineage(catalog: Catalog, ledger: Ledger, purpose: str,
 
     A fresh read of the ledger (now, everything recorded so far), not the build's
     snapshot: this closes the window between snapshot and publish.
+
+    A model with no lineage rows fails closed: nobody could say whose consent it needs,
+    so its images count as tainted (with an empty set: the subjects are unknown).
     """
     granted = set(ledger.eligible(purpose))
     by_model = subjects_of_models(catalog, {c.model_version for c in candidates})
     out = {}
     for c in candidates:
-        missing = by_model.get(c.model_version, set()) - granted
-        if missing or c.model_version not in by_model:
+        subjects = by_model.get(c.model_version, set())
+        missing = subjects - granted
+        if missing or not subjects:
             out[c.candidate_id] = missing
     return out
 
@@ -163,12 +157,172 @@ def withdrawn_per_version(catalog: Catalog) -> Counter[str]:
     return Counter({version: int(n) for version, n in rows})
 
 
-def published_images_of_subject(catalog: Catalog, subject_id: str) -> list[ReleaseImage]:
-    """Every image in any release whose model was trained on this subject, not yet withdrawn."""
-    return catalog.select(
-        ReleaseImage,
-        "WHERE model_version IN (SELECT model_version FROM model_records WHERE subject_id = ?) "
-        "AND (version, image_id) NOT IN (SELECT version, image_id FROM withdrawals) "
-        "ORDER BY version, image_id",
-        [subject_id],
+# --- what consent no longer covers: reconcile, bans, the models a build may use ---------
+#
+# "Eligible now" comes from the ledger (one `Ledger.eligible` call per purpose) and joins
+# the catalog here as a registered Arrow table, so each question is one query however
+# many images, models or subjects there are.
+
+_PRESENT = """
+    WITH present AS (
+        SELECT ri.version, ri.image_id, ri.candidate_id, ri.label, ri.shard, ri.model_version,
+               ri.file_name, rel.status, coalesce(snap.purpose, $purpose) AS purpose
+        FROM release_images ri
+        JOIN releases rel ON rel.version = ri.version
+        LEFT JOIN consent_snapshots snap ON snap.snapshot_id = rel.snapshot_id
+        WHERE rel.status IN ('published', 'pending')
+          AND NOT EXISTS (SELECT 1 FROM withdrawals w
+                          WHERE w.version = ri.version AND w.image_id = ri.image_id)
     )
+"""
+"""Release images still present: in a published (or pending) release and not withdrawn,
+with their release's purpose (`$purpose` for a release whose snapshot row is missing)."""
+
+
+class PresentImage(NamedTuple):
+    """A release image still present, what stands behind it, and where its pixels are."""
+
+    image: ReleaseImage
+    status: str  # of its release: published or pending
+    purpose: str | None  # of its release's snapshot
+    candidate_path: str | None  # the candidate's PNG, home-relative
+    subjects: tuple[str, ...]  # the subjects the question was about (may be empty)
+
+
+def _subject_table(pairs: Collection[tuple[str, str]]) -> pa.Table:
+    return pa.table({"purpose": pa.array([p for p, _ in pairs], pa.string()),
+                     "subject_id": pa.array([s for _, s in pairs], pa.string())})
+
+
+def eligible_table(eligible: Mapping[str, Collection[str]]) -> pa.Table:
+    """purpose -> subjects eligible now, as the (purpose, subject_id) table queries join."""
+    return _subject_table([(p, s) for p, subjects in eligible.items() for s in subjects])
+
+
+@contextmanager
+def _read_with(catalog: Catalog, **tables: pa.Table) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read connection with `tables` registered under their names for one question."""
+    with catalog.read() as con:
+        for name, table in tables.items():
+            con.register(name, table)
+        yield con
+
+
+def present_purposes(catalog: Catalog, default_purpose: str) -> set[str]:
+    """The purposes of the releases that still have images present."""
+    with catalog.read() as con:
+        rows = con.execute(_PRESENT + "SELECT DISTINCT purpose FROM present",
+                           {"purpose": default_purpose}).fetchall()
+    return {r[0] for r in rows}
+
+
+def ineligible_lineage(catalog: Catalog, eligible: pa.Table, default_purpose: str, *,
+                       subject_id: str | None = None) -> set[tuple[str, str]]:
+    """(purpose, subject) of each subject behind a present image who is not in `eligible`
+    (an `eligible_table`) for that image's release purpose."""
+    only = "AND mr.subject_id = $subject" if subject_id is not None else ""
+    params = {"purpose": default_purpose} | ({} if subject_id is None else {"subject": subject_id})
+    with _read_with(catalog, eligible_now=eligible) as con:
+        rows = con.execute(_PRESENT + f"""
+            SELECT DISTINCT p.purpose, mr.subject_id
+            FROM present p JOIN model_records mr ON mr.model_version = p.model_version
+            WHERE NOT EXISTS (SELECT 1 FROM eligible_now e
+                              WHERE e.purpose = p.purpose AND e.subject_id = mr.subject_id) {only}
+        """, params).fetchall()
+    return {(r[0], r[1]) for r in rows}
+
+
+_PRESENT_COLUMNS = """p.version, p.image_id, p.candidate_id, p.label, p.shard, p.model_version,
+    p.file_name, p.status, p.purpose,
+    (SELECT min(c.image_path) FROM candidates c WHERE c.candidate_id = p.candidate_id)"""
+
+
+def _present(row: tuple, subjects: tuple[str, ...] = ()) -> PresentImage:
+    names = ReleaseImage.columns()
+    n = len(names)
+    return PresentImage(ReleaseImage(**dict(zip(names, row[:n], strict=True))),
+                        row[n], row[n + 1], row[n + 2], subjects)
+
+
+def images_standing_on(catalog: Catalog, subjects: Collection[tuple[str, str]],
+                       default_purpose: str, *, limit: int) -> list[PresentImage]:
+    """Present images (at most `limit`, by version and id) whose model saw any of these
+    (purpose, subject) pairs under their release's purpose, each with those subjects."""
+    if not subjects:
+        return []
+    with _read_with(catalog, wanted=_subject_table(subjects)) as con:
+        rows = con.execute(_PRESENT + f"""
+            SELECT {_PRESENT_COLUMNS}, list_sort(list(DISTINCT mr.subject_id))
+            FROM present p JOIN model_records mr ON mr.model_version = p.model_version
+            JOIN wanted w ON w.purpose = p.purpose AND w.subject_id = mr.subject_id
+            GROUP BY ALL ORDER BY p.version, p.image_id LIMIT $limit
+        """, {"purpose": default_purpose, "limit": limit}).fetchall()
+    return [_present(r[:-1], tuple(r[-1])) for r in rows]
+
+
+def present_images(catalog: Catalog, default_purpose: str) -> list[PresentImage]:
+    """Every present image (for a look-up by pixels, which the catalog does not hold)."""
+    with catalog.read() as con:
+        rows = con.execute(_PRESENT + f"SELECT {_PRESENT_COLUMNS} FROM present p "
+                           "ORDER BY p.version, p.image_id", {"purpose": default_purpose}).fetchall()
+    return [_present(r) for r in rows]
+
+
+def release_images_by_id(catalog: Catalog, image_id: str) -> list[PresentImage]:
+    """Every release row with this public image id, withdrawn or not, with its candidate."""
+    with catalog.read() as con:
+        rows = con.execute(
+            f"SELECT {_PRESENT_COLUMNS} FROM (SELECT ri.*, rel.status, snap.purpose "
+            "FROM release_images ri JOIN releases rel USING (version) LEFT JOIN consent_snapshots "
+            "snap ON snap.snapshot_id = rel.snapshot_id WHERE ri.image_id = ?) p ORDER BY p.version",
+            [image_id]).fetchall()
+    return [_present(r) for r in rows]
+
+
+def stale_models(catalog: Catalog, eligible: pa.Table, purpose: str) -> list[ShardModel]:
+    """Each shard's newest model, where it saw a subject not in `eligible` for `purpose`:
+    the shards a rebuild must retrain (that model is never used again)."""
+    with _read_with(catalog, eligible_now=eligible) as con:
+        rows = con.execute(f"""
+            SELECT {', '.join(ShardModel.columns())} FROM shard_models m
+            WHERE m.model_version IN (SELECT arg_max(model_version, trained_at)
+                                      FROM shard_models GROUP BY shard)
+              AND EXISTS (SELECT 1 FROM model_records mr
+                          WHERE mr.model_version = m.model_version
+                            AND NOT EXISTS (SELECT 1 FROM eligible_now e WHERE e.purpose = $purpose
+                                            AND e.subject_id = mr.subject_id))
+            ORDER BY shard""", {"purpose": purpose}).fetchall()
+    return [ShardModel(**dict(zip(ShardModel.columns(), r, strict=True))) for r in rows]
+
+
+def usable_model(catalog: Catalog, snapshot_id: str, shard: int, fingerprint: str,
+                 eligible_now: Collection[str]) -> ShardModel | None:
+    """The model a build of this snapshot may use for `shard`, or None.
+
+    Preferably the one trained on exactly the snapshot's records (`fingerprint`), else the
+    newest whose every record is a training record of the snapshot; either way only a
+    model with lineage rows (fail closed) every subject of which is eligible NOW: a fresh
+    ledger read, not the snapshot, decides whether a model may be used again.
+    """
+    now = pa.table({"subject_id": pa.array(sorted(eligible_now), pa.string())})
+    with _read_with(catalog, eligible_now=now) as con:
+        rows = con.execute(f"""
+            SELECT {', '.join(ShardModel.columns())} FROM shard_models m
+            WHERE shard = $shard
+              AND EXISTS (SELECT 1 FROM model_records r WHERE r.model_version = m.model_version)
+              AND NOT EXISTS (SELECT 1 FROM model_records r WHERE r.model_version = m.model_version
+                              AND r.subject_id NOT IN (SELECT subject_id FROM eligible_now))
+              AND (m.fingerprint = $fp OR NOT EXISTS (
+                  SELECT 1 FROM model_records r WHERE r.model_version = m.model_version
+                  AND r.record_id NOT IN (SELECT record_id FROM eligible_records
+                                          WHERE snapshot_id = $snapshot AND role = 'train')))
+            ORDER BY (m.fingerprint = $fp) DESC, trained_at DESC LIMIT 1""",
+            {"shard": shard, "fp": fingerprint, "snapshot": snapshot_id}).fetchall()
+    return ShardModel(**dict(zip(ShardModel.columns(), rows[0], strict=True))) if rows else None
+
+
+def banned_values(catalog: Catalog) -> tuple[set[str], set[str]]:
+    """(banned candidate ids, banned pixel hashes): what no build may publish again."""
+    with catalog.read() as con:
+        rows = con.execute("SELECT kind, value FROM bans").fetchall()
+    return ({v for k, v in rows if k == "candidate"}, {v for k, v in rows if k == "pixels"})

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from consentgen.errors import ConsentgenError
-from pipelines.cli import build_cmds, consent_cmds, demo_cmds, ingest_cmds
+from pipelines.cli import build_cmds, consent_cmds, demo_cmds, ingest_cmds, reconcile_cmds
 from pipelines.cli.common import err_console
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.add_typer(consent_cmds.app, name="consent")
 app.command("init")(consent_cmds.init)
 app.command("demo")(demo_cmds.demo)
 app.command("build")(build_cmds.build)
+app.command("reconcile")(reconcile_cmds.reconcile)
 app.command("ui")(build_cmds.ui)
 app.add_typer(build_cmds.release_app, name="release")
 app.command("ingest")(ingest_cmds.ingest)

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from consent import Ledger
-from consentgen.errors import ReleaseError, UnknownSubjectError
+from consentgen.errors import ConfigError, ReleaseError, UnknownSubjectError
 from pipelines.catalog import Catalog, Release, ReleaseImage
 from pipelines.cli.common import HomeOption, console, resolve_home
 from pipelines.settings import PROFILES, BuildConfig
@@ -80,21 +80,44 @@ def show(version: Annotated[str, typer.Argument(help="e.g. v0001 (default: LATES
 
 @release_app.command()
 def withdraw(
-    subject: Annotated[str, typer.Option("--subject", help="Withdraw every image standing on SUBJECT.")],
+    subject: Annotated[str | None, typer.Option(
+        "--subject", help="Revoke SUBJECT's consent on their behalf and withdraw their images.")] = None,
+    image: Annotated[str | None, typer.Option(
+        "--image", help="Take image ID down from every release and ban its pixels.")] = None,
+    reason: Annotated[str | None, typer.Option(
+        "--reason", help="Why (kept in the catalog, never published).")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Who asks (default $USER).")] = None,
+    purpose: Annotated[str | None, typer.Option(
+        "--purpose", help="Purpose to revoke (default the deployment's).")] = None,
     home: HomeOption = None,
 ) -> None:
-    """Withdraw a subject's images from every release now (the sensor does this on a revoke)."""
-    from consent.events import utc_now
-    from pipelines.steps.withdrawal import withdraw_subject
+    """Withdraw a subject's images (recorded on the ledger as an operator's revoke, so no
+    rebuild brings them back), or one image, from every release now."""
+    from pipelines.cli.reconcile_cmds import deployment_config
+    from pipelines.steps.withdrawal import withdraw_image
 
+    if (subject is None) == (image is None):
+        raise ConfigError("name exactly one of --subject SUBJECT or --image ID")
     root = resolve_home(home)
-    ledger, catalog = Ledger.at_home(root), Catalog(root)
+    catalog, config = Catalog(root), deployment_config(None)
+    if image is not None:
+        out = withdraw_image(catalog, image, config, note=reason)
+        where = ", ".join(f"{v} ({len(ids)})" for v, ids in sorted(out.withdrawn.items()))
+        console.print(f"withdrew image {image}: {sum(map(len, out.withdrawn.values()))} cop(ies) from "
+                      f"{where or 'no release (already withdrawn)'}; banned {out.banned} "
+                      "(its candidate and pixels)" + "".join(f"; {p}" for p in out.problems))
+        return
+    from consent.state import OPERATOR_WITHDRAWAL_SOURCE
+    from pipelines.cli.reconcile_cmds import reconcile_subject
+
+    ledger = Ledger.at_home(root)
     if not catalog.sources(subject_id=subject) and not ledger.events(subject_id=subject, limit=1):
         raise UnknownSubjectError(f"no subject {subject!r} in the catalog or the ledger at {root}")
-    head = ledger.head()
-    report = withdraw_subject(catalog, subject, event_seq=head.seq, revoked_recorded_at=utc_now())
-    console.print(f"withdrew {report.count} image(s) from {', '.join(report.withdrawn) or 'no release'}; "
-                  f"shards to rebuild: {sorted(report.shards) or 'none'}")
+    event = ledger.revoke(subject, purpose or config.purpose, source=OPERATOR_WITHDRAWAL_SOURCE,
+                          actor=actor or os.environ.get("USER") or "operator")
+    console.print(f"recorded #{event.seq} revoke of {subject} for {event.purpose} by {event.actor} "
+                  "on the subject's behalf (dpv:ConsentRevoked)")
+    reconcile_subject(root, subject, effective_at=event.effective_at, note=reason)
 
 
 def ui(home: HomeOption = None,

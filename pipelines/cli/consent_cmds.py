@@ -50,7 +50,7 @@ def init(home: HomeOption = None) -> None:
 
 
 def _record(action: str, subject: str, purpose: str, at: str | None, event_id: str | None,
-            home: Path | None, **extra: str | None) -> None:
+            home: Path | None, **extra: str | None) -> LedgerEvent:
     fields = {
         "subject_id": subject,
         "purpose": purpose,
@@ -62,6 +62,7 @@ def _record(action: str, subject: str, purpose: str, at: str | None, event_id: s
         fields["event_id"] = event_id
     event = _ledger(home).append(ConsentEvent.parse(fields))
     console.print(f"recorded {_describe(event)}")
+    return event
 
 
 @app.command()
@@ -90,8 +91,12 @@ def revoke(
     source: Annotated[str, typer.Option("--source", help="Form version or receipt id.")] = "",
     home: HomeOption = None,
 ) -> None:
-    """Record that SUBJECT withdraws consent for a purpose (may be back-dated with --at)."""
-    _record("revoke", subject, purpose, at, event_id, home, actor=actor, source=source)
+    """Record that SUBJECT withdraws consent for a purpose (may be back-dated with --at),
+    and withdraw their published images at once (the rebuild waits for a build)."""
+    from pipelines.cli.reconcile_cmds import reconcile_subject
+
+    event = _record("revoke", subject, purpose, at, event_id, home, actor=actor, source=source)
+    reconcile_subject(resolve_home(home), subject, effective_at=event.effective_at)
 
 
 @app.command()

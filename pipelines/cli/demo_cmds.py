@@ -1,9 +1,9 @@
 """`consentgen demo`: the whole story on built-in data, with simulated subjects and consent.
 
 Ingest Br35H with simulated subjects and a simulated ledger, build and publish v0001,
-revoke a few subjects whose images trained one shard's model, let the revocation sensor
-withdraw their images at once, rebuild only that shard into v0002, and say where the
-data card is.
+revoke a few subjects whose images trained one shard's model, reconcile (their images
+withdrawn at once, as `consentgen consent revoke` does), let the revocation sensor ask for
+a rebuild of only that shard into v0002, and say where the data card is.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def demo(home: HomeOption = None) -> None:
     from pipelines.steps.ingest import ingest
     from pipelines.steps.release import WITHDRAWN, releases_root
     from pipelines.defs.runner import instance_for, run_build, tick_revocation_sensor
+    from pipelines.steps.reconcile import reconcile
 
     started = time.perf_counter()
     root = resolve_home(home)
@@ -71,24 +72,18 @@ def demo(home: HomeOption = None) -> None:
 
     console.rule("4. revocation")
     victims, shard = pick_victims(catalog, first.version, REVOKE_COUNT)
-    cursor = ledger.head().seq
     for subject in victims:
         ledger.revoke(subject, DEMO_PURPOSE, actor="demo-simulation", source="simulated-consent-v1")
     console.print(f"revoked {len(victims)} simulated subjects whose images trained shard {shard}: "
                   f"{', '.join(victims)}")
-    tick = tick_revocation_sensor(root, config, cursor=cursor, instance=instance)
-    folder = releases_root(root) / first.version
-    withdrawn = (folder / WITHDRAWN).read_text().split()
-    gone = sum(not (folder / i.file_name).exists() for i in
-               catalog.select(ReleaseImage, "WHERE version = ? AND image_id IN (SELECT image_id FROM "
-                              "withdrawals WHERE version = ?)", [first.version, first.version]))
-    with catalog.read() as con:
-        latency = con.execute("SELECT max(latency_s) FROM withdrawals WHERE event_seq > ?",
-                              [cursor]).fetchall()[0][0]
-    console.print(f"sensor withdrew {len(withdrawn)} images from {first.version} at once "
-                  f"({gone} files deleted, listed in {folder / WITHDRAWN}); "
-                  f"latency from revoke to withdrawal at most {latency:.2f}s")
-    console.print(f"sensor requested a rebuild of shard(s) {tick.shards} only")
+    report = reconcile(catalog, ledger, config)  # what `consentgen consent revoke` runs at once
+    console.print(report.line())
+    if report.max_latency_s is not None:
+        console.print(f"latency from revoke to withdrawal at most {report.max_latency_s:.2f}s; "
+                      f"withdrawn ids listed in {releases_root(root) / first.version / WITHDRAWN}")
+    tick = tick_revocation_sensor(root, config, instance=instance)
+    console.print(f"the revocation sensor (which reconciles on every tick) requested a rebuild "
+                  f"of shard(s) {tick.shards} only")
 
     console.rule("5. rebuild of the affected shard")
     second = run_build(root, config, shards=tick.shards, instance=instance, progress=True)
@@ -100,7 +95,7 @@ def demo(home: HomeOption = None) -> None:
     release = releases_root(root) / second.version
     console.print(f"[bold]release:[/]   {release}")
     console.print(f"[bold]data card:[/] {release / 'data_card.html'} (and data_card.md)")
-    console.print(f"first release, with its withdrawals: {folder}")
+    console.print(f"first release, with its withdrawals: {releases_root(root) / first.version}")
     console.print(f"ledger: {ledger.path}   catalog: {catalog.path}")
     console.print(f"demo took {time.perf_counter() - started:.0f}s; `consentgen ui` shows the runs")
 

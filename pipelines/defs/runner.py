@@ -158,12 +158,14 @@ class SensorTick:
     run_keys: list[str]
 
 
-def tick_revocation_sensor(home: Path, config: BuildConfig, *, cursor: int,
+def tick_revocation_sensor(home: Path, config: BuildConfig, *, cursor: int = 0,
                            instance: dg.DagsterInstance | None = None) -> SensorTick:
     """Evaluate the revocation sensor once through Dagster's own test API.
 
-    The sensor withdraws at once (its side effect); the returned shards are those its run
-    request asks to rebuild, which the caller may run with `run_build(shards=...)`.
+    The sensor reconciles (its side effect: whatever consent no longer covers is
+    withdrawn, whatever `cursor` says); the returned shards are those its run request
+    asks to rebuild, which the caller may run with `run_build(shards=...)`, and the
+    returned cursor is the ledger head it saw.
     """
     defs = make_definitions(config, home)
     sensor = defs.resolve_sensor_def("revocation_sensor")

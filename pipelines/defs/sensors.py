@@ -1,4 +1,4 @@
-"""The revocation sensor: follows the ledger, withdraws at once, requests a rebuild."""
+"""The revocation sensor: reconciles on every tick, requests a rebuild of stale shards."""
 
 # No `from __future__ import annotations` here: Dagster reads the context annotations
 # when it builds the definitions.
@@ -12,24 +12,28 @@ REASON_TAG = "consentgen/reason"
 
 
 def revocation_sensor(asset_keys: list[dg.AssetKey]) -> dg.SensorDefinition:
-    """Withdraws what a revocation taints, then asks for one run over its shards only."""
+    """Each tick runs the reconcile (level-triggered: an expiry is no event, so the ledger's
+    events cannot be what it follows), then asks for one run over the stale shards only.
+
+    The cursor records the ledger head the last tick saw, for the UI; it decides nothing.
+    The run key names the stale models, so ticks that find the same ones ask for one run.
+    """
 
     @dg.sensor(name="revocation_sensor", job_name=BUILD_JOB, minimum_interval_seconds=30,
                default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Follows the ledger; withdraws what a revocation taints and rebuilds its shards.")
+               description="Reconciles releases with the ledger now: withdraws what consent no "
+                           "longer covers and rebuilds the shards whose models saw it.")
     def _sensor(context: dg.SensorEvaluationContext, ledger: LedgerResource,
                 catalog: CatalogResource, settings: BuildSettings) -> dg.SensorResult:
-        from pipelines.steps.withdrawal import follow_ledger
+        from pipelines.steps.reconcile import reconcile
 
-        step = follow_ledger(ledger.ledger(), catalog.catalog(), settings.config(),
-                             cursor=int(context.cursor or 0))
+        report = reconcile(catalog.catalog(), ledger.ledger(), settings.config())
+        context.log.info(report.line())
         requests = []
-        if step.shards:
-            requests.append(dg.RunRequest(run_key=f"revocations-{step.first_seq}-{step.cursor}",
-                                          asset_selection=shards_selection(asset_keys, step.shards),
+        if report.stale_shards:
+            requests.append(dg.RunRequest(run_key=report.rebuild_key(),
+                                          asset_selection=shards_selection(asset_keys, report.stale_shards),
                                           tags={REASON_TAG: "revocation"}))
-        for line in step.log:
-            context.log.info(line)
-        return dg.SensorResult(run_requests=requests, cursor=str(step.cursor))
+        return dg.SensorResult(run_requests=requests, cursor=str(report.ledger_head))
 
     return _sensor

@@ -4,6 +4,10 @@ Each candidate records the shard and model version that made it; that, through t
 model's record list, is the lineage a revocation follows. A shard whose model did not
 change since an earlier build keeps its already-audited candidates, so a rebuild samples
 only from the shards it retrained.
+
+What was withdrawn never comes back (`pipelines.steps.bans`): a banned candidate, or one
+whose pixels are banned, is never reused, and a fresh sample whose pixels are banned is
+dropped and drawn again, here, where every sample (the audit's replacements too) is born.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from consent.events import utc_now
+from consentgen.errors import GeneratorError
 from generators.labels import class_balanced_labels
 from pipelines.catalog import Candidate, Catalog, ShardModel, Snapshot
 from pipelines.catalog.lineage import last_kept_candidates_of_model, shard_training_records
 from pipelines.settings import BuildConfig
+from pipelines.steps.bans import file_pixel_hash, load_bans, pixel_hash
 from pipelines.steps.images import write_png
 from pipelines.steps.shard_training import current_models, load_model
 
@@ -42,16 +48,42 @@ def shard_labels(catalog: Catalog, snapshot: Snapshot, shard: int, n: int) -> np
     return class_balanced_labels(n, (r.label for r in records))
 
 
+MAX_BANNED_REDRAWS = 3
+
+
+class BannedPixelsError(GeneratorError):
+    """A model keeps drawing pixels that were withdrawn and banned."""
+
+
 def sample_candidates(
     catalog: Catalog, snapshot: Snapshot, model: ShardModel, labels: np.ndarray, seed: int,
     config: BuildConfig, *, progress: bool = False,
 ) -> list[Candidate]:
-    """Sample one image per label from `model`, write PNGs, return (unrecorded) rows."""
+    """Sample one image per label from `model`, write PNGs, return (unrecorded) rows.
+
+    A sample whose pixels are banned is treated like a flagged one: dropped and drawn
+    again (same label, a seed derived from `seed`), a bounded number of times.
+    """
     from generators.sampling import sample  # torch: only when sampling
 
     generator = load_model(catalog, model)
-    pixels = sample(generator, len(labels), labels, steps=config.generator.sample_steps, seed=seed,
-                    progress=progress)
+    banned = load_bans(catalog).pixels
+
+    def draw(chosen: np.ndarray, draw_seed: int) -> np.ndarray:
+        return sample(generator, len(chosen), chosen, steps=config.generator.sample_steps,
+                      seed=draw_seed, progress=progress)
+
+    pixels = draw(labels, seed)
+    redo = [i for i in range(len(labels)) if pixel_hash(pixels[i]) in banned]
+    for attempt in range(1, MAX_BANNED_REDRAWS + 1):
+        if not redo:
+            break
+        pixels[redo] = draw(labels[redo], _redraw_seed(seed, attempt))
+        redo = [i for i in redo if pixel_hash(pixels[i]) in banned]
+    if redo:
+        raise BannedPixelsError(
+            f"{model.model_version} drew {len(redo)} withdrawn (banned) image(s) again after "
+            f"{MAX_BANNED_REDRAWS} redraws; rebuild shard {model.shard}")
     now = utc_now()
     rows = []
     for i, label in enumerate(labels):
@@ -64,6 +96,11 @@ def sample_candidates(
             image_path=rel, created_at=now,
         ))
     return rows
+
+
+def _redraw_seed(seed: int, attempt: int) -> int:
+    digest = hashlib.sha256(f"{seed}|banned-redraw|{attempt}".encode()).digest()
+    return int.from_bytes(digest[:7], "big")
 
 
 def replacement_candidates(
@@ -87,9 +124,13 @@ def replacement_candidates(
 
 def reusable_candidates(catalog: Catalog, model: ShardModel) -> list[Candidate]:
     """Candidates of the same model version that an earlier build audited and kept, while
-    their files are still there."""
-    kept = last_kept_candidates_of_model(catalog, model.model_version)
-    return [c for c in kept if (catalog.home / c.image_path).exists()]
+    their files are still there and neither they nor their pixels are banned."""
+    bans = load_bans(catalog)
+    kept = [c for c in last_kept_candidates_of_model(catalog, model.model_version)
+            if not bans.refuses(candidate_id=c.candidate_id)]
+    return [c for c in kept
+            if (h := file_pixel_hash(catalog.home / c.image_path)) is not None
+            and not bans.refuses(pixel_hash=h)]
 
 
 def generate_candidates(

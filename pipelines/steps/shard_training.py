@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from consent import Ledger
 from consent.events import utc_now
 from consentgen.errors import GeneratorError
 from generators.checkpoints import load_checkpoint, save_checkpoint
@@ -20,11 +21,7 @@ from generators.config import DiffusionConfig, DPConfig
 from generators.trained import TrainedGenerator
 from generators.training import train_diffusion
 from pipelines.catalog import Catalog, EligibleRecord, ModelRecord, ShardModel, Snapshot
-from pipelines.catalog.lineage import (
-    model_by_fingerprint,
-    shard_training_records,
-    still_consented_model,
-)
+from pipelines.catalog.lineage import model_by_fingerprint, shard_training_records, usable_model
 from pipelines.steps.images import load_gray
 from pipelines.settings import BuildConfig
 
@@ -96,21 +93,25 @@ def train_shard(catalog: Catalog, snapshot: Snapshot, shard: int, config: BuildC
     return ShardOutcome(shard, model, True)
 
 
-def current_models(catalog: Catalog, snapshot: Snapshot, config: BuildConfig) -> dict[int, ShardModel]:
+def current_models(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
+                   ledger: Ledger | None = None) -> dict[int, ShardModel]:
     """The model each shard uses for this snapshot; refuses one that saw a lapsed subject.
 
     The model trained on exactly this snapshot's records is preferred. A shard this run
     did not retrain may keep its newest model as long as every record that model saw is
-    still eligible (it merely lacks records granted since); a model that saw a record no
-    longer eligible is stale and is never used.
+    still eligible (it merely lacks records granted since). Either way the ledger is read
+    afresh (`ledger`, default the home's): a model that saw a subject not eligible NOW —
+    revoked or expired since the snapshot, or by an operator — is stale and never used,
+    whether or not its shard is being rebuilt.
     """
+    ledger = ledger or Ledger.at_home(catalog.home)
+    eligible_now = set(ledger.eligible(snapshot.purpose))
     models, stale = {}, []
     for shard in range(config.shards):
         records, fp = expected_model(catalog, snapshot.snapshot_id, shard, config)
         if not records:
             continue
-        model = model_by_fingerprint(catalog, shard, fp) or still_consented_model(
-            catalog, snapshot.snapshot_id, shard)
+        model = usable_model(catalog, snapshot.snapshot_id, shard, fp, eligible_now)
         if model is None:
             stale.append(shard)
         else:
@@ -118,7 +119,8 @@ def current_models(catalog: Catalog, snapshot: Snapshot, config: BuildConfig) ->
     if stale:
         raise StaleShardError(
             f"shard(s) {', '.join(map(str, stale))} have no model whose records are all eligible "
-            f"in snapshot {snapshot.snapshot_id}; materialise their shard_models partitions first"
+            f"in snapshot {snapshot.snapshot_id} and whose subjects all consent now; "
+            "materialise their shard_models assets (a rebuild) first"
         )
     return models
 

@@ -1,0 +1,94 @@
+"""`consentgen reconcile`, and the reconcile a revoke runs at once.
+
+A revoke recorded from the command line is honoured at once for that subject (their
+images withdrawn from every release); the rebuild of the shards whose models saw them is
+a build, which waits for `consentgen reconcile --rebuild` or the daemon's sensor.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from consent import Ledger
+from consent.events import utc_now
+from consentgen.errors import ConsentgenError, ReleaseError
+from consentgen.home import catalog_path
+from pipelines.catalog import Catalog
+from pipelines.cli.common import HomeOption, console, resolve_home
+from pipelines.settings import PROFILES, BuildConfig, config_from_env
+
+ProfileOption = Annotated[str | None, typer.Option(
+    "--profile", help=f"Build profile: {', '.join(PROFILES)} (default $CONSENTGEN_PROFILE, else demo).")]
+ShardsOption = Annotated[int | None, typer.Option("--shards", help="SISA shards (default from profile).")]
+REBUILD_HINT = "`consentgen reconcile --rebuild` or the daemon's sensor (`consentgen ui`)"
+
+
+def deployment_config(profile: str | None, shards: int | None = None) -> BuildConfig:
+    """The build settings a reconcile honours: a named profile, else the deployment's."""
+    if profile is not None and profile not in PROFILES:
+        raise typer.BadParameter(f"unknown profile {profile!r}; use {', '.join(PROFILES)}")
+    config = PROFILES[profile]() if profile else config_from_env()
+    return config.model_copy(update={"shards": shards}) if shards else config
+
+
+def reconcile(
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild the stale shards now, in process.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    max_images: Annotated[int, typer.Option("--max-images", min=1, help="Images withdrawn per pass.")] = 10_000,
+    profile: ProfileOption = None,
+    shards: ShardsOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Withdraw every published image whose subject's consent does not hold now; name (or
+    rebuild) the shards whose models saw such a subject."""
+    from pipelines.steps.reconcile import reconcile as run_reconcile
+
+    root = resolve_home(home)
+    config = deployment_config(profile, shards)
+    report = run_reconcile(Catalog(root), Ledger.at_home(root), config, max_images=max_images)
+    rebuilt = None
+    if rebuild and report.stale_shards:
+        from pipelines.defs.runner import BuildFailed, run_build
+
+        build = run_build(root, config, shards=report.stale_shards, progress=not as_json)
+        if not build.success:
+            raise BuildFailed(f"{report.line()}; the rebuild (run {build.run_id}) did not publish: "
+                              f"{build.failure}")
+        rebuilt = {"shards": report.stale_shards, "version": build.version, "run_id": build.run_id,
+                   "retrained": build.retrained}
+    if as_json:
+        typer.echo(json.dumps({**report.model_dump(mode="json"), "rebuild": rebuilt}, sort_keys=True))
+        return
+    console.print(report.line())
+    if rebuilt:
+        console.print(f"rebuilt shard(s) {', '.join(map(str, rebuilt['shards']))}: "
+                      f"published {rebuilt['version']} (run {rebuilt['run_id']})")
+
+
+def reconcile_subject(root: Path, subject_id: str, *, effective_at: datetime,
+                      note: str | None = None) -> None:
+    """Withdraw at once what a just-recorded revoke of `subject_id` takes away, and say
+    what waits: a future-dated revoke for its time, the rebuild for a build."""
+    from pipelines.steps.reconcile import reconcile as run_reconcile
+
+    if not catalog_path(root).exists():
+        console.print("no catalog in this home yet: nothing published to withdraw")
+        return
+    try:
+        report = run_reconcile(Catalog(root), Ledger.at_home(root), config_from_env(),
+                               subject_id=subject_id, note=note)
+    except ConsentgenError as exc:
+        raise ReleaseError(f"the revoke is recorded, but withdrawing at once failed ({exc}); "
+                           "run `consentgen reconcile`") from exc
+    console.print(report.line())
+    if effective_at > utc_now():
+        console.print(f"the revoke takes effect at {effective_at.isoformat()}: the first reconcile "
+                      f"after then withdraws ({REBUILD_HINT})")
+    if report.stale_shards:
+        console.print(f"the rebuild of shard(s) {', '.join(map(str, report.stale_shards))} waits "
+                      f"for {REBUILD_HINT}")
