@@ -9,7 +9,9 @@ A checkpoint folder (`models/<shard>/<version>/` in a data home) holds:
 The folder is written under a temporary name and renamed into place, so a crash never
 leaves a checkpoint that looks complete. Loading refuses a folder whose record list is
 missing or empty (its lineage would be unknown, so a revocation could not find it) and a
-folder whose weights are not the ones the metadata was written for.
+folder whose weights are not the ones the metadata was written for. A folder the data
+home holds but its catalog never recorded (a crash between the save and the row) is
+checked with `verify_checkpoint` before anything adopts it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from diffusers import UNet2DModel
 from pydantic import ValidationError
 
+from consentgen.crash import crashpoint
 from consentgen.errors import CheckpointError
 from consentgen.files import fsync_dir, fsync_tree
 from generators.runtime import torch_device
@@ -71,6 +74,7 @@ def save_checkpoint(
         )
         (staging / META_FILE).write_text(meta.model_dump_json(indent=2), encoding="utf-8")
         fsync_tree(staging)
+        crashpoint("checkpoint.staged")
         if target.exists():
             target.rmdir()
         os.replace(staging, target)
@@ -87,6 +91,20 @@ def save_checkpoint(
 def load_checkpoint(directory: str | os.PathLike[str]) -> TrainedGenerator:
     """Load a checkpoint written by `save_checkpoint`, onto CUDA when present."""
     folder = Path(directory)
+    meta = verify_checkpoint(folder)
+    try:
+        unet = UNet2DModel.from_pretrained(folder / UNET_DIR, local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{folder}: cannot load the UNet: {exc}") from exc
+    unet = unet.to(torch_device()).eval().requires_grad_(False)
+    return TrainedGenerator(unet=unet, record=meta.training, checkpoint=meta)
+
+
+def verify_checkpoint(directory: str | os.PathLike[str]) -> CheckpointMeta:
+    """The metadata of a complete checkpoint: its record list there, its weights present
+    and the ones the metadata was written for (sha256). No UNet is built, so a sweep can
+    check a folder left by a crash without loading a model."""
+    folder = Path(directory)
     meta = read_checkpoint_meta(folder)
     weights = folder / UNET_DIR / WEIGHTS_FILE
     if not weights.is_file():
@@ -95,12 +113,7 @@ def load_checkpoint(directory: str | os.PathLike[str]) -> TrainedGenerator:
         raise CheckpointError(
             f"{folder}: weights do not match the checkpoint metadata (sha256 differs)"
         )
-    try:
-        unet = UNet2DModel.from_pretrained(folder / UNET_DIR, local_files_only=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{folder}: cannot load the UNet: {exc}") from exc
-    unet = unet.to(torch_device()).eval().requires_grad_(False)
-    return TrainedGenerator(unet=unet, record=meta.training, checkpoint=meta)
+    return meta
 
 
 def read_checkpoint_meta(directory: str | os.PathLike[str]) -> CheckpointMeta:

@@ -27,6 +27,7 @@ from pipelines.catalog import (
     Release,
     ReleaseImage,
     ShardModel,
+    Snapshot,
 )
 
 # --- what a build chose from the sources ------------------------------------------------
@@ -326,3 +327,34 @@ def banned_values(catalog: Catalog) -> tuple[set[str], set[str]]:
     with catalog.read() as con:
         rows = con.execute("SELECT kind, value FROM bans").fetchall()
     return ({v for k, v in rows if k == "candidate"}, {v for k, v in rows if k == "pixels"})
+
+
+# --- what the sweep compares with the data home ----------------------------------------
+
+
+def models_of_fingerprint(catalog: Catalog, shard: int, fingerprint: str) -> list[ShardModel]:
+    """Every recorded model of this shard trained on exactly these records and settings."""
+    return catalog.select(ShardModel, "WHERE shard = ? AND fingerprint = ? ORDER BY model_version",
+                          [shard, fingerprint])
+
+
+def recorded_paths(catalog: Catalog) -> tuple[set[str], set[str]]:
+    """(model folders, candidate PNGs) the catalog names, home-relative: a file the data
+    home holds beyond these was left by a crash between the file and its row."""
+    with catalog.read() as con:
+        models = con.execute("SELECT model_path FROM shard_models").fetchall()
+        pngs = con.execute("SELECT DISTINCT image_path FROM candidates").fetchall()
+    return {r[0] for r in models}, {r[0] for r in pngs}
+
+
+def snapshots_at_head(catalog: Catalog, head_seq: int, head_hash: str) -> list[Snapshot]:
+    """The snapshots that honoured this ledger head, newest first."""
+    return catalog.select(Snapshot, "WHERE head_seq = ? AND head_hash = ? ORDER BY taken_at DESC",
+                          [head_seq, head_hash])
+
+
+def withdrawn_from(catalog: Catalog, version: str) -> set[str]:
+    """Image ids withdrawn from this version (from a pending one: while it was publishing)."""
+    with catalog.read() as con:
+        rows = con.execute("SELECT image_id FROM withdrawals WHERE version = ?", [version]).fetchall()
+    return {r[0] for r in rows}

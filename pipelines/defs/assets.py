@@ -7,6 +7,11 @@
 Asset values live in the catalog and the data home, not in Dagster's IO managers, so
 assets depend on each other with `deps` and a run finds its snapshot by its run id.
 
+Every body that writes holds the home's build lock (`holding_home`): nothing to take in a
+run of `run_build`, which holds it for the whole run; shared among the steps of a run the
+daemon launched (a sensor's rebuild, a run started in `consentgen ui`), so such a run
+and a `consentgen build` never write at once, whichever starts second being refused.
+
 Each shard's model is its own asset, hence its own step: Dagster's multiprocess, Celery
 and Kubernetes executors train shards in parallel, a full build is one run over every
 asset, and a rebuild is one run that leaves out the shards that need no retraining.
@@ -18,12 +23,28 @@ a new K is a new sharding of the subjects.
 # No `from __future__ import annotations` here: Dagster reads the context annotations
 # when it builds the definitions.
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
 
 from pipelines.defs.resources import BuildSettings, CatalogResource, LedgerResource, run_snapshot
 
 GROUP = "consentgen"
 SHARD_PREFIX = "shard_models"
+BUILD_TAG = "consentgen/build"
+"""Set by `run_build` on its runs: the id it holds the home's build lock under."""
+
+
+@contextmanager
+def holding_home(context: dg.AssetExecutionContext, catalog: CatalogResource) -> Iterator[None]:
+    """The home's build lock for one writing step (see the module's docstring)."""
+    from pipelines.steps.locks import build_step_lock
+
+    run = context.run
+    with build_step_lock(catalog.home.root(), run_id=run.tags.get(BUILD_TAG, run.run_id),
+                         step=context.op_def.name):
+        yield
 
 
 def shard_key(shard: int) -> dg.AssetKey:
@@ -50,8 +71,9 @@ def consent_snapshot(context: dg.AssetExecutionContext, ledger: LedgerResource,
                      catalog: CatalogResource, settings: BuildSettings) -> dg.MaterializeResult:
     from pipelines.steps.snapshot import take_snapshot
 
-    snap = take_snapshot(ledger.ledger(), catalog.catalog(), settings.config().purpose,
-                         run_id=context.run.run_id)
+    with holding_home(context, catalog):
+        snap = take_snapshot(ledger.ledger(), catalog.catalog(), settings.config().purpose,
+                             run_id=context.run.run_id)
     return dg.MaterializeResult(metadata={
         "snapshot_id": snap.snapshot_id, "head_seq": snap.head_seq, "head_hash": snap.head_hash,
         "taken_at": snap.taken_at.isoformat()})
@@ -64,7 +86,8 @@ def eligible_records(context: dg.AssetExecutionContext, ledger: LedgerResource,
     from pipelines.steps.eligibility import select_eligible
 
     cat = catalog.catalog()
-    chosen = select_eligible(cat, ledger.ledger(), run_snapshot(context, cat), settings.config())
+    with holding_home(context, catalog):
+        chosen = select_eligible(cat, ledger.ledger(), run_snapshot(context, cat), settings.config())
     return dg.MaterializeResult(metadata={
         "train_records": len(chosen.by_role("train")),
         "holdout_records": len(chosen.by_role("holdout")),
@@ -84,11 +107,13 @@ def shard_model(shard: int) -> dg.AssetsDefinition:
         from pipelines.steps.shard_training import train_shard
 
         cat = catalog.catalog()
-        done = train_shard(cat, run_snapshot(context, cat), shard, settings.config(),
-                           progress=settings.progress)
-        context.log.info(f"shard {shard}: {'retrained' if done.retrained else 'unchanged'}")
+        with holding_home(context, catalog):
+            done = train_shard(cat, run_snapshot(context, cat), shard, settings.config(),
+                               progress=settings.progress)
+        how = "retrained" if done.retrained else "adopted" if done.adopted else "unchanged"
+        context.log.info(f"shard {shard}: {how}")
         return dg.MaterializeResult(metadata={
-            "shard": shard, "retrained": int(done.retrained),
+            "shard": shard, "retrained": int(done.retrained), "adopted": int(done.adopted),
             "model_version": done.model.model_version if done.model else "none",
             "records": done.model.n_records if done.model else 0})
 
@@ -104,9 +129,10 @@ def candidates(shards: int) -> dg.AssetsDefinition:
 
         cat = catalog.catalog()
         how: dict[str, str] = {}
-        rows = generate_candidates(cat, run_snapshot(context, cat), settings.config(),
-                                   progress=settings.progress,
-                                   on_shard=lambda s, h: how.__setitem__(str(s), h))
+        with holding_home(context, catalog):
+            rows = generate_candidates(cat, run_snapshot(context, cat), settings.config(),
+                                       progress=settings.progress,
+                                       on_shard=lambda s, h: how.__setitem__(str(s), h))
         return dg.MaterializeResult(metadata={"candidates": len(rows),
                                               "per_shard": dg.MetadataValue.json(how)})
 
@@ -120,8 +146,9 @@ def audit(context: dg.AssetExecutionContext, catalog: CatalogResource,
     from pipelines.steps.audit import audit_and_replace
 
     cat = catalog.catalog()
-    out = audit_and_replace(cat, run_snapshot(context, cat), settings.config(),
-                            progress=settings.progress)
+    with holding_home(context, catalog):
+        out = audit_and_replace(cat, run_snapshot(context, cat), settings.config(),
+                                progress=settings.progress)
     return dg.MaterializeResult(metadata={
         "kept": out.kept, "flagged": out.flagged_total, "replaced": out.replaced,
         "rounds": out.rounds, "sources": out.summary.n_sources,
@@ -135,7 +162,8 @@ def release(context: dg.AssetExecutionContext, catalog: CatalogResource, ledger:
     from pipelines.steps.release import publish
 
     cat = catalog.catalog()
-    rel = publish(cat, ledger.ledger(), run_snapshot(context, cat), settings.config())
+    with holding_home(context, catalog):
+        rel = publish(cat, ledger.ledger(), run_snapshot(context, cat), settings.config())
     path = cat.home / rel.release_path
     return dg.MaterializeResult(metadata={
         "version": rel.version, "images": rel.n_images, "path": str(path),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,10 +19,13 @@ from pathlib import Path
 import dagster as dg
 
 from consentgen.errors import ConsentgenError
-from pipelines.defs.assets import shard_of_key
+from pipelines.catalog import Catalog
+from pipelines.defs.assets import BUILD_TAG, shard_of_key
 from pipelines.defs.definitions import make_definitions
 from pipelines.defs.jobs import BUILD_JOB, selected_shards, shards_selection
 from pipelines.settings import BuildConfig
+from pipelines.steps.locks import build_lock
+from pipelines.steps.sweep import SweepReport, sweep
 
 DAGSTER_DIR = ".dagster"
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
@@ -57,6 +61,7 @@ class BuildReport:
     checks: dict[str, bool] = field(default_factory=dict)
     retrained: int | None = None
     failure: str | None = None
+    sweep: SweepReport | None = None  # what the run's opening sweep found and did
 
 
 def report_of(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> BuildReport:
@@ -84,10 +89,28 @@ def report_of(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> Buil
 
 
 def _root_cause(error: object) -> str:
-    """The innermost error's message: ours (e.g. a CatalogError), not Dagster's wrapper."""
-    while error is not None and getattr(error, "cause", None) is not None:
-        error = error.cause
-    return (getattr(error, "message", None) or "unknown").strip()
+    """The message of the innermost error that is ours (e.g. a CatalogError), without its
+    class name: not Dagster's wrapper, nor what ours was raised from (a HomeLockedError's
+    BlockingIOError). Else the innermost error's message."""
+    ours = {cls.__name__ for cls in _subclasses(ConsentgenError)}
+    innermost = innermost_ours = None
+    while error is not None:
+        innermost = error
+        if getattr(error, "cls_name", None) in ours:
+            innermost_ours = error
+        error = getattr(error, "cause", None)
+    if innermost_ours is None:
+        return (getattr(innermost, "message", None) or "unknown").strip()
+    text = (innermost_ours.message or "").strip()  # "consentgen.errors.X: what happened"
+    head, _, rest = text.partition(": ")
+    return rest if head.endswith(innermost_ours.cls_name) and rest else text
+
+
+def _subclasses(cls: type) -> set[type]:
+    out = {cls}
+    for sub in cls.__subclasses__():
+        out |= _subclasses(sub)
+    return out
 
 
 def run_build(home: Path, config: BuildConfig, *, shards: list[int] | None = None,
@@ -100,7 +123,25 @@ def run_build(home: Path, config: BuildConfig, *, shards: list[int] | None = Non
     runs it under the multiprocess executor with that many steps at once; that needs a
     persistent instance (the default, `<home>/.dagster`), since each step's process
     reads the run from it.
+
+    The run holds the home's build lock throughout: a second build on the same home is
+    refused at once (`HomeLockedError`, one line naming this build's pid and run id)
+    before it trains anything. It starts with a sweep of what crashed runs left (a
+    pending release, an unrecorded checkpoint or candidate, temp folders).
     """
+    build_id = str(uuid.uuid4())  # the in-process run's id; a tag on a multiprocess run
+    with build_lock(home, run_id=build_id):
+        swept = sweep(Catalog(home), build_locked=True)
+        report = _execute(home, config, build_id, shards=shards, instance=instance,
+                          progress=progress, selection=selection, log_level=log_level,
+                          parallel=parallel)
+    report.sweep = swept
+    return report
+
+
+def _execute(home: Path, config: BuildConfig, build_id: str, *, shards: list[int] | None,
+             instance: dg.DagsterInstance | None, progress: bool,
+             selection: dg.AssetSelection | None, log_level: str, parallel: int) -> BuildReport:
     defs = make_definitions(config, home, progress=progress)
     graph = defs.resolve_asset_graph()
     keys = shards_selection(graph.get_all_asset_keys(),
@@ -109,16 +150,18 @@ def run_build(home: Path, config: BuildConfig, *, shards: list[int] | None = Non
         keys = sorted(set(keys) & selection.resolve(graph))
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     instance = instance or instance_for(home)
+    tags = {BUILD_TAG: build_id}  # the steps see that this run's runner holds the lock
     if parallel <= 1:
         result = defs.resolve_job_def(BUILD_JOB).execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=False, asset_selection=keys)
+            run_config=run_config, instance=instance, raise_on_error=False, asset_selection=keys,
+            run_id=build_id, tags=tags)
         return report_of(result)
     job = dg.build_reconstructable_job(
         "pipelines.defs.definitions", "reconstruct_build_job",
         reconstructable_args=(config.model_dump_json(), str(home), progress))
     run_config["execution"] = {"config": {"multiprocess": {"max_concurrent": parallel}}}
     with _threads_per_step(parallel), dg.execute_job(
-            job, instance, run_config=run_config, asset_selection=keys) as result:
+            job, instance, run_config=run_config, asset_selection=keys, tags=tags) as result:
         return report_of(result)
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from consent.events import utc_now
+from consentgen.crash import crashpoint
 from consentgen.errors import GeneratorError
 from generators.labels import class_balanced_labels
 from pipelines.catalog import Candidate, Catalog, ShardModel, Snapshot
@@ -150,6 +151,7 @@ def generate_candidates(
                                      shard_seed(config, snapshot, shard, 0), config,
                                      progress=progress)
             how = "sampled"
+            crashpoint("candidates.written")
         catalog.add(rows)
         out.extend(rows)
         if on_shard:

@@ -10,6 +10,11 @@
   version never appears with an image whose subject was ineligible at the rename.
 
 Both are flocks: the kernel lets go of them when their holder dies, kill -9 included.
+
+A run that `run_build` did not start (the daemon's: a sensor's rebuild, a run launched
+from `consentgen ui`) has no runner to hold the build lock, so each of its writing steps
+holds it *shared* for the step (`build_step_lock`): its own steps, shards trained in
+parallel among them, go together; a `consentgen build` and such a step never overlap.
 """
 
 from __future__ import annotations
@@ -34,8 +39,7 @@ def build_lock(home: Path, *, run_id: str | None = None) -> Iterator[None]:
     path = home / BUILD_LOCK
     with open_lock_file(path) as fd:
         def held(_: int) -> HomeLockedError:
-            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "unknown holder"
-            return HomeLockedError(f"another build is running on {home} ({holder}); "
+            return HomeLockedError(f"another build is running on {home} ({_holder(fd)}); "
                                    "wait for it to finish")
 
         with flock(fd, shared=False, deadline=time.monotonic(), give_up=held):
@@ -57,3 +61,55 @@ def releases_lock(home: Path, *, max_wait_s: float = 120.0) -> Iterator[None]:
                 f"the releases of {home} stayed locked for {max_wait_s:.0f}s by a publish "
                 "or a withdrawal; try again")):
         yield
+
+
+STEP_WAIT_S = 30.0
+"""How long a step waits for the build lock (a sweep holds it for a moment); a build never waits."""
+
+
+@contextmanager
+def build_step_lock(home: Path, *, run_id: str, step: str,
+                    max_wait_s: float | None = None) -> Iterator[None]:
+    """Hold the build lock for one writing step of run `run_id`, shared with its other steps.
+
+    Nothing is taken when this run's runner holds the lock already (`run_build` writes the
+    run id into it). Otherwise the lock is taken shared, waiting up to `max_wait_s`
+    (default `STEP_WAIT_S`), and a build that holds it exclusively refuses the step in one
+    line naming that build.
+    """
+    wait = STEP_WAIT_S if max_wait_s is None else max_wait_s
+    with open_lock_file(home / BUILD_LOCK) as fd:
+        held_by = _exclusive_holder(fd)
+        if held_by is not None and f"run {run_id}," in held_by:
+            yield
+            return
+
+        def held(_: int) -> HomeLockedError:
+            return HomeLockedError(f"another build holds {home} ({_holder(fd)}); step {step} "
+                                   f"of run {run_id} did not run")
+
+        with flock(fd, shared=True, deadline=time.monotonic() + wait, give_up=held):
+            # several steps may hold it at once: a fixed-width line, so none leaves a tail
+            line = f"pid {os.getpid()}, run {run_id}, step {step}, since {utc_now():%Y-%m-%dT%H:%M:%SZ}"
+            os.pwrite(fd, line.encode()[:_LINE].ljust(_LINE), 0)
+            yield
+
+
+_LINE = 256
+
+
+class _Busy(Exception):
+    pass
+
+
+def _holder(fd: int) -> str:
+    return os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "unknown holder"
+
+
+def _exclusive_holder(fd: int) -> str | None:
+    """The line of whoever holds the lock exclusively now (a build), None when nobody does."""
+    try:
+        with flock(fd, shared=True, deadline=time.monotonic(), give_up=lambda _: _Busy()):
+            return None
+    except _Busy:
+        return _holder(fd)

@@ -9,19 +9,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from consent import Ledger
 from consent.events import utc_now
-from consentgen.errors import GeneratorError
-from generators.checkpoints import load_checkpoint, save_checkpoint
+from consentgen.crash import crashpoint
+from consentgen.errors import CheckpointError, GeneratorError
+from consentgen.files import discard_tree
+from generators.checkpoints import load_checkpoint, save_checkpoint, verify_checkpoint
 from generators.config import DiffusionConfig, DPConfig
-from generators.trained import TrainedGenerator
+from generators.trained import CheckpointMeta, TrainedGenerator
 from generators.training import train_diffusion
 from pipelines.catalog import Catalog, EligibleRecord, ModelRecord, ShardModel, Snapshot
-from pipelines.catalog.lineage import model_by_fingerprint, shard_training_records, usable_model
+from pipelines.catalog.lineage import (
+    model_by_fingerprint,
+    models_of_fingerprint,
+    shard_training_records,
+    usable_model,
+)
 from pipelines.steps.images import load_gray
 from pipelines.settings import BuildConfig
 
@@ -43,10 +52,13 @@ def diffusion_config(config: BuildConfig, shard: int) -> DiffusionConfig:
 
 
 def fingerprint(records: list[EligibleRecord], dconfig: DiffusionConfig) -> str:
-    payload = {
-        "records": sorted(r.record_id for r in records),
-        "config": dconfig.model_dump(mode="json"),
-    }
+    return fingerprint_of([r.record_id for r in records], dconfig)
+
+
+def fingerprint_of(record_ids: Sequence[str], dconfig: DiffusionConfig) -> str:
+    """What a model is named by: its sorted record ids and its generator settings (a
+    checkpoint's metadata holds both, so a folder can be matched without its row)."""
+    payload = {"records": sorted(record_ids), "config": dconfig.model_dump(mode="json")}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -61,16 +73,32 @@ class ShardOutcome:
     shard: int
     model: ShardModel | None  # None: the shard has no eligible training records
     retrained: bool
+    adopted: bool = False  # saved by a run that died before recording it; recorded now
 
 
 def train_shard(catalog: Catalog, snapshot: Snapshot, shard: int, config: BuildConfig,
                 *, progress: bool = False) -> ShardOutcome:
+    """The shard's model for this snapshot: reused, adopted, or trained and recorded.
+
+    A checkpoint is saved (atomically) before its catalog row is written, so a crash in
+    between leaves a complete folder that no row names. The next run adopts it when it is
+    exactly the model this snapshot expects (records, settings, weights hash), and
+    otherwise discards it and trains: a crash never wedges a shard.
+    """
     records, fp = expected_model(catalog, snapshot.snapshot_id, shard, config)
     if not records:
         return ShardOutcome(shard, None, False)
     existing = model_by_fingerprint(catalog, shard, fp)
     if existing is not None and (catalog.home / existing.model_path).exists():
         return ShardOutcome(shard, existing, False)
+    version, rel_path = model_location(catalog, shard, fp)
+    target = catalog.home / rel_path
+    if target.exists():
+        adopted = adopt_checkpoint(catalog, target, snapshot_id=snapshot.snapshot_id,
+                                   records=records, fp=fp)
+        if adopted is not None:
+            return ShardOutcome(shard, adopted, False, adopted=True)
+        discard_tree(target)
     dconfig = diffusion_config(config, shard)
     source_by_id = {s.record_id: s for s in catalog.sources()}
     images = load_gray([catalog.home / source_by_id[r.record_id].image_path for r in records],
@@ -78,19 +106,58 @@ def train_shard(catalog: Catalog, snapshot: Snapshot, shard: int, config: BuildC
     labels = np.array([r.label for r in records], dtype=np.int64)
     trained = train_diffusion(images, labels, dconfig, record_ids=[r.record_id for r in records],
                               progress=progress)
-    version = f"shard{shard}-{fp[:16]}"
-    rel_path = f"{MODELS_DIR}/{shard}/{version}"
-    save_checkpoint(trained, catalog.home / rel_path, shard=shard, version=version,
-                    consent_head={"sequence": snapshot.head_seq, "hash": snapshot.head_hash})
-    losses = trained.record.loss_history
+    meta = save_checkpoint(trained, target, shard=shard, version=version,
+                           consent_head={"sequence": snapshot.head_seq, "hash": snapshot.head_hash})
+    crashpoint("train.checkpoint_saved")
+    return ShardOutcome(shard, _record_model(catalog, meta, rel_path, snapshot.snapshot_id,
+                                             records, fp), True)
+
+
+def model_location(catalog: Catalog, shard: int, fp: str) -> tuple[str, str]:
+    """The version and home-relative folder a new model of fingerprint `fp` is saved as.
+
+    `shard<k>-<fp[:16]>`, unless a row already holds that version (its folder was erased
+    or deleted, and the same records came back): then the first free `-<n>` after it, so
+    a save never collides with a recorded version.
+    """
+    base = f"shard{shard}-{fp[:16]}"
+    taken = {m.model_version for m in models_of_fingerprint(catalog, shard, fp)}
+    version = next(v for n in range(1, len(taken) + 2)
+                   if (v := base if n == 1 else f"{base}-{n}") not in taken)
+    return version, f"{MODELS_DIR}/{shard}/{version}"
+
+
+def adopt_checkpoint(catalog: Catalog, folder: Path, *, snapshot_id: str,
+                     records: Sequence[EligibleRecord], fp: str) -> ShardModel | None:
+    """Record a saved but unrecorded checkpoint as this snapshot's model, or None when it is
+    not exactly that model: incomplete, another shard or version, other records or
+    settings (`fp`), or weights that are not the ones its metadata names."""
+    try:
+        meta = verify_checkpoint(folder)
+    except CheckpointError:
+        return None
+    shard = records[0].shard if records else -1
+    if (meta.shard != shard or meta.version != folder.name
+            or not folder.name.startswith(f"shard{shard}-{fp[:16]}")
+            or sorted(meta.training.record_ids) != sorted(r.record_id for r in records)
+            or fingerprint_of(meta.training.record_ids, meta.training.config) != fp):
+        return None
+    return _record_model(catalog, meta, folder.relative_to(catalog.home).as_posix(), snapshot_id,
+                         records, fp)
+
+
+def _record_model(catalog: Catalog, meta: CheckpointMeta, rel_path: str, snapshot_id: str,
+                  records: Sequence[EligibleRecord], fp: str) -> ShardModel:
+    losses = meta.training.loss_history
     model = ShardModel(
-        model_version=version, shard=shard, snapshot_id=snapshot.snapshot_id, fingerprint=fp,
-        n_records=len(records), model_path=rel_path, epsilon=trained.epsilon,
-        final_loss=float(losses[-1]) if losses else None, trained_at=utc_now(),
+        model_version=str(meta.version), shard=int(meta.shard or 0), snapshot_id=snapshot_id,
+        fingerprint=fp, n_records=len(records), model_path=rel_path,
+        epsilon=meta.training.epsilon, final_loss=float(losses[-1]) if losses else None,
+        trained_at=utc_now(),
     )
-    catalog.add([model], [ModelRecord(model_version=version, record_id=r.record_id,
+    catalog.add([model], [ModelRecord(model_version=model.model_version, record_id=r.record_id,
                                       subject_id=r.subject_id) for r in records])
-    return ShardOutcome(shard, model, True)
+    return model
 
 
 def current_models(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
