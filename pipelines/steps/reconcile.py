@@ -38,7 +38,10 @@ from pipelines.catalog.lineage import (
 )
 from pipelines.catalog.reasons import WithdrawalReason
 from pipelines.settings import BuildConfig
+from pipelines.catalog.lineage import withdrawn_per_version
+from pipelines.steps.erasure import ErasureReport, erase_ended
 from pipelines.steps.locks import releases_lock
+from pipelines.steps.sweep import SweepReport, sweep
 from pipelines.steps.withdrawal import Takedown, refresh_releases, shown_versions, take_down
 
 DEFAULT_MAX_IMAGES = 10_000
@@ -68,6 +71,10 @@ class ReconcileReport(BaseModel):
     more: bool = False
     max_latency_s: float | None = None
     max_latency_effective_s: float | None = None
+    sweep: SweepReport | None = None
+    """What crashed runs had left, swept before the pass decided anything."""
+    erasure: ErasureReport | None = None
+    """What the pass erased of subjects whose consent has ended (after the withdrawals)."""
     elapsed_s: float = 0.0
 
     @computed_field  # type: ignore[prop-decorator]
@@ -103,6 +110,10 @@ class ReconcileReport(BaseModel):
                      else "no shard to rebuild")
         if self.more:
             parts.append("more to withdraw: the next pass goes on")
+        if self.sweep is not None and (self.sweep.changed or self.sweep.skipped or self.sweep.problems):
+            parts.append(self.sweep.line())
+        if self.erasure is not None and (self.erasure.subjects or self.erasure.deferred):
+            parts.append(self.erasure.line())
         who = f" for {self.subject_id}" if self.subject_id else ""
         return f"reconcile{who} (ledger head {self.ledger_head}): " + "; ".join(parts)
 
@@ -124,6 +135,7 @@ def reconcile(catalog: Catalog, ledger: Ledger, config: BuildConfig, *, now: dat
     clock the ledger is read at (tests)."""
     started = time.perf_counter()
     at = utc_now() if now is None else to_utc(now, "now")
+    swept = sweep(catalog)  # takes the releases lock itself: before ours, never inside it
     with releases_lock(catalog.home):  # decide and take down while no publish renames
         head = ledger.head().seq
         purposes = present_purposes(catalog, config.purpose) | {config.purpose}
@@ -133,8 +145,12 @@ def reconcile(catalog: Catalog, ledger: Ledger, config: BuildConfig, *, now: dat
         images = images_standing_on(catalog, causes.keys(), config.purpose, limit=max_images + 1)
         items = [_takedown(p, causes, subject_id, note) for p in images[:max_images]]
         done = take_down(catalog, items, now=now)
-        refreshed, problems = refresh_releases(catalog, shown_versions(done), config)
+        # every release with withdrawals, not only this pass's: a pass killed after its rows
+        # and before the rewrite is finished here (a release already right costs a compare)
+        versions = set(shown_versions(done)) | set(withdrawn_per_version(catalog))
+        refreshed, problems = refresh_releases(catalog, sorted(versions), config)
         stale = [m for m in stale_models(catalog, eligible, config.purpose) if m.shard < config.shards]
+    erased = erase_ended(catalog, ledger, config, now=now, subject_id=subject_id)
     return ReconcileReport(
         at=at, subject_id=subject_id, ledger_head=head, withdrawn=done.withdrawn,
         reasons=dict(Counter(t.reason.value for t in items)),
@@ -146,7 +162,7 @@ def reconcile(catalog: Catalog, ledger: Ledger, config: BuildConfig, *, now: dat
         max_latency_s=max((r.latency_s for r in done.rows if r.latency_s is not None), default=None),
         max_latency_effective_s=max((r.latency_effective_s for r in done.rows
                                      if r.latency_effective_s is not None), default=None),
-        elapsed_s=round(time.perf_counter() - started, 4),
+        sweep=swept, erasure=erased, elapsed_s=round(time.perf_counter() - started, 4),
     )
 
 

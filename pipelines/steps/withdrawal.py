@@ -157,13 +157,11 @@ def _new_bans(catalog: Catalog, entries: list[tuple[PresentImage, WithdrawalReas
 
 
 def refresh_releases(catalog: Catalog, versions: list[str], config: BuildConfig) -> tuple[list[str], list[str]]:
-    """Rewrite what a withdrawal changed in each release folder (manifests, card) when
-    the release-files step is installed; (refreshed versions, problems). The caller holds
+    """Rewrite what a withdrawal changed in each release folder (manifests, card);
+    (refreshed versions, problems). The caller holds
     the releases lock, so files and manifests change under one hold of it."""
-    try:
-        from pipelines.steps.release_files import refresh_release
-    except ImportError:  # the release-files step is not part of this tree yet
-        return [], []
+    from pipelines.steps.release_files import refresh_release  # pandas, the card: when needed
+
     refreshed, problems = [], []
     for version in versions:
         try:

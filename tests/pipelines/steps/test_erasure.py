@@ -111,8 +111,15 @@ def test_erasure_after_a_revoke_leaves_nothing_that_names_the_subject(deployment
     kept_sources = {s: [dep.home / r.image_path for r in dep.catalog.sources(subject_id=s)]
                     for s in (never_asked, future)}
 
+    # copies of what crashes leave behind, placed after the reconcile (whose own erasure
+    # pass would otherwise have nothing of this kind to find)
+    saved = dep.home.parent / "saved"
+    shutil.copytree(releases_root(dep.home) / first.version, saved / "release")
+    shutil.copytree(dep.home / model.model_path, saved / "checkpoint")
+
     dep.ledger.revoke(victim, PURPOSE)
-    reconcile(dep.catalog, dep.ledger, dep.config)
+    reconciled = reconcile(dep.catalog, dep.ledger, dep.config)
+    assert reconciled.erasure is not None and reconciled.erasure.subjects == [victim]
     on_victim = dep.catalog.select(ReleaseImage, f"WHERE model_version IN ({', '.join('?' * len(models))})",
                                    sorted(models))
     assert on_victim and not [i for i in on_victim
@@ -120,11 +127,12 @@ def test_erasure_after_a_revoke_leaves_nothing_that_names_the_subject(deployment
     # what crashes leave behind: a publish's staging folder, a checkpoint saved but never
     # recorded, a checkpoint save's staging folder (both naming the victim's records)
     crashed = releases_root(dep.home) / ".tmp-v0042-0badf00d"
-    shutil.copytree(releases_root(dep.home) / first.version, crashed)
+    shutil.copytree(saved / "release", crashed)
     unrecorded = dep.home / "models" / str(model.shard) / f"shard{model.shard}-00000000feedbeef"
     staging = unrecorded.parent / f".shard{model.shard}-1111222233334444.x1y2z3"
-    shutil.copytree(dep.home / model.model_path, unrecorded)
-    shutil.copytree(dep.home / model.model_path, staging)
+    shutil.copytree(saved / "checkpoint", unrecorded)
+    shutil.copytree(saved / "checkpoint", staging)
+    shutil.rmtree(saved)
 
     ids = {victim, *records}
     assert files_naming(dep.home, ids)  # the checkpoints name the victim's records

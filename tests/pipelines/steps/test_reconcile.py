@@ -55,6 +55,7 @@ def listed(pub: Published, version: str) -> list[str]:
 def test_a_revoke_is_withdrawn_from_every_release_once(pub: Published) -> None:
     assert reconcile(pub.catalog, pub.ledger, CONFIG).count == 0
     revoke = pub.ledger.revoke("B", PURPOSE)
+    pixels = {file_pixel_hash(pub.home / f"candidates/c0{k}.png") for k in range(4)}
     report = reconcile(pub.catalog, pub.ledger, CONFIG)
     tainted = pub.of_model("m0")
     assert report.count == len(tainted) == 8 and report.reasons == {"ConsentWithdrawn": 8}
@@ -70,8 +71,10 @@ def test_a_revoke_is_withdrawn_from_every_release_once(pub: Published) -> None:
                and 0 <= r.latency_s < 60 and 0 <= r.latency_effective_s < 60 for r in rows)
     bans = pub.catalog.select(Ban)
     assert {b.value for b in bans if b.kind == "candidate"} == {f"c0{k}" for k in range(4)}
-    assert {b.value for b in bans if b.kind == "pixels"} == {
-        file_pixel_hash(pub.home / f"candidates/c0{k}.png") for k in range(4)}
+    assert {b.value for b in bans if b.kind == "pixels"} == pixels
+    # B's consent has ended for every purpose: the pass erased what their model made
+    assert report.erasure is not None and report.erasure.subjects == ["B"]
+    assert not any((pub.home / f"candidates/c0{k}.png").exists() for k in range(4))
 
     again = reconcile(pub.catalog, pub.ledger, CONFIG)  # idempotent: nothing twice
     assert again.count == 0 and again.banned == 0 and again.stale_shards == [0]
