@@ -2,11 +2,13 @@
 
 Each checks reality rather than bookkeeping: the near-duplicate check re-audits the very
 files that would ship, the lineage check reads the ledger afresh, the metadata check
-opens every file.
+opens every file. Every check takes the same four inputs (`CheckFn`), so the Dagster
+layer wires them all the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +34,11 @@ class CheckOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def check_no_near_duplicates(catalog: Catalog, snapshot: Snapshot, config: BuildConfig) -> CheckOutcome:
+CheckFn = Callable[[Catalog, Ledger, Snapshot, BuildConfig], CheckOutcome]
+
+
+def check_no_near_duplicates(catalog: Catalog, ledger: Ledger, snapshot: Snapshot,
+                             config: BuildConfig) -> CheckOutcome:
     kept = kept_candidates(catalog, snapshot.snapshot_id)
     if not kept:
         return CheckOutcome(False, "no audited candidates to check")
@@ -47,7 +53,8 @@ def check_no_near_duplicates(catalog: Catalog, snapshot: Snapshot, config: Build
     )
 
 
-def check_lineage_consented(catalog: Catalog, ledger: Ledger, snapshot: Snapshot) -> CheckOutcome:
+def check_lineage_consented(catalog: Catalog, ledger: Ledger, snapshot: Snapshot,
+                            config: BuildConfig) -> CheckOutcome:
     kept = kept_candidates(catalog, snapshot.snapshot_id)
     tainted = unconsented_lineage(catalog, ledger, snapshot.purpose, kept)
     subjects = set().union(*tainted.values()) if tainted else set()
@@ -60,7 +67,8 @@ def check_lineage_consented(catalog: Catalog, ledger: Ledger, snapshot: Snapshot
     )
 
 
-def check_no_identifying_metadata(catalog: Catalog, snapshot: Snapshot) -> CheckOutcome:
+def check_no_identifying_metadata(catalog: Catalog, ledger: Ledger, snapshot: Snapshot,
+                                  config: BuildConfig) -> CheckOutcome:
     kept = kept_candidates(catalog, snapshot.snapshot_id)
     dirty = {c.candidate_id: find_identifying_metadata(catalog.home / c.image_path) for c in kept}
     dirty = {k: v for k, v in dirty.items() if v}
@@ -73,7 +81,8 @@ def check_no_identifying_metadata(catalog: Catalog, snapshot: Snapshot) -> Check
     )
 
 
-def check_expectations(catalog: Catalog, snapshot: Snapshot, config: BuildConfig) -> CheckOutcome:
+def check_expectations_pass(catalog: Catalog, ledger: Ledger, snapshot: Snapshot,
+                       config: BuildConfig) -> CheckOutcome:
     staged = stage(kept_candidates(catalog, snapshot.snapshot_id),
                    final_audit_rows(catalog, snapshot.snapshot_id))
     reports = run_expectations(catalog, staged, config, docs_dir=None)
