@@ -91,6 +91,13 @@ def demo(home: HomeOption = None) -> None:
         raise ConsentgenError(f"the demo rebuild did not publish: {second.failure}")
     console.print(f"retrained {second.retrained} of {config.shards} shard models; published {second.version}")
 
+    console.rule(f"6. erasure record of {victims[0]} (what a data protection officer is shown)")
+    from pipelines.cli.erasure_cmds import print_record
+    from pipelines.steps.erasure_record import erasure_record
+
+    print_record(erasure_record(catalog, ledger, config, victims[0]))
+    console.print(f"(`consentgen consent erasure {victims[0]}` prints this; --json for machines)")
+
     console.rule("done")
     release = releases_root(root) / second.version
     console.print(f"[bold]release:[/]   {release}")

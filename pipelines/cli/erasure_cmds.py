@@ -29,14 +29,14 @@ def erasure(
     if json_:
         typer.echo(record.model_dump_json(indent=2))
     else:
-        _print(record)
+        print_record(record)
 
 
 def _t(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else ""
 
 
-def _print(record: ErasureRecord) -> None:
+def print_record(record: ErasureRecord) -> None:
     c = record.consent
     console.print(f"Erasure record of {record.subject_id} (as of {_t(record.as_of)})")
     console.print(f"consent: {'ended' if c.ended else 'not ended'}: {c.why}")
