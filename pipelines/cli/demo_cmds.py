@@ -95,7 +95,7 @@ def demo(home: HomeOption = None) -> None:
     from pipelines.cli.erasure_cmds import print_record
     from pipelines.steps.erasure_record import erasure_record
 
-    print_record(erasure_record(catalog, ledger, config, victims[0]))
+    print_record(erasure_record(catalog, ledger, config, victims[0]), most_files=4)
     console.print(f"(`consentgen consent erasure {victims[0]}` prints this; --json for machines)")
 
     console.rule("done")

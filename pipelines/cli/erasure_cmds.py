@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -36,7 +37,8 @@ def _t(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else ""
 
 
-def print_record(record: ErasureRecord) -> None:
+def print_record(record: ErasureRecord, *, most_files: int | None = None) -> None:
+    """The record for a person; `most_files` lists only that many erased files (the demo)."""
     c = record.consent
     console.print(f"Erasure record of {record.subject_id} (as of {_t(record.as_of)})")
     console.print(f"consent: {'ended' if c.ended else 'not ended'}: {c.why}")
@@ -54,9 +56,14 @@ def print_record(record: ErasureRecord) -> None:
                       f"withdrawn {_t(w.first_withdrawn_at)} to {_t(w.last_withdrawn_at)}{latency}{effective}"
                       + (f"; {', '.join(w.reasons)}" if w.reasons else ""))
     console.print(f"\nfiles erased ({len(record.erased)}):")
-    for e in record.erased:
+    shown = record.erased if most_files is None else record.erased[:most_files]
+    for e in shown:
         digest = f", content hash {e.content_hash}" if e.content_hash else ""
         console.print(f"  {_t(e.erased_at)} {e.kind} {e.ref}: {e.path}{digest}")
+    if len(shown) < len(record.erased):
+        by_kind = Counter(e.kind for e in record.erased)
+        console.print(f"  … {len(record.erased) - len(shown)} more ("
+                      + ", ".join(f"{n} {k}" for k, n in sorted(by_kind.items())) + " in all)")
     console.print(f"\nremains ({len(record.remains)}):")
     for r in record.remains:
         console.print(f"  {r.kind} {r.ref}{f' ({r.path})' if r.path else ''}: {r.why}")
