@@ -6,8 +6,9 @@ so a rule broken anywhere fails here, naming the module and the import.
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
+
+from tests.imports import imported_names, module_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("consentgen", "consent", "generators", "validation", "pipelines", "bench")
@@ -18,37 +19,10 @@ LONG_MODULES_WITH_A_REASON: dict[str, str] = {
 }
 
 
-def _modules() -> dict[str, Path]:
-    out = {}
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            rel = path.relative_to(ROOT).with_suffix("")
-            parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
-            out[".".join(parts)] = path
-    return out
-
-
-MODULES = _modules()
-
-
-def _imports(module: str, path: Path) -> set[str]:
-    """Absolute names of everything `module` imports (relative imports resolved)."""
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - node.level + 1]
-                names.add(".".join(base + ([node.module] if node.module else [])))
-            elif node.module:
-                names.add(node.module)
-    return names
-
-
-IMPORTS = {m: _imports(m, p) for m, p in MODULES.items()}
+MODULES: dict[str, Path] = {}
+for _package in PACKAGES:
+    MODULES |= module_paths(ROOT, _package)
+IMPORTS = {m: imported_names(m, p, set(MODULES)) for m, p in MODULES.items()}
 
 
 def _offenders(where: str, forbidden: tuple[str, ...], allowed_in: tuple[str, ...] = ()) -> dict:

@@ -3,51 +3,21 @@
 A cycle (decode imported dicom, dicom imported decode) works only for as long as one
 side imports lazily, and makes neither module readable alone; so every import of every
 module under validation/ is read with `ast` (lazy imports inside functions and relative
-imports included) and the graph must be a DAG. `from pkg import name` is an edge to the
+imports included) and the graph must be a DAG. (Which packages validation may import at all is
+`tests/test_layout.py`'s rule.) `from pkg import name` is an edge to the
 module ``pkg.name`` when that is a module, else to ``pkg``: importing a package's
 submodule is what actually runs it.
 """
 
 from __future__ import annotations
 
-import ast
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
-import pytest
+
+from tests.imports import imported_names, module_paths
 
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN = ("pipelines", "consent", "generators", "dagster")
-"""DESIGN.md "Packages and their boundaries": validation is a library of its own."""
-
-
-def module_paths(root: Path, package: str) -> dict[str, Path]:
-    """Dotted module name -> file, for every module of `package` under `root`."""
-    out = {}
-    for path in sorted((root / package).rglob("*.py")):
-        rel = path.relative_to(root).with_suffix("")
-        parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
-        out[".".join(parts)] = path
-    return out
-
-
-def imported_names(module: str, path: Path, known: set[str]) -> set[str]:
-    """Absolute names of everything `module` imports, submodules named as modules."""
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(parts + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
-            for alias in node.names:
-                sub = f"{base}.{alias.name}"
-                names.add(sub if sub in known else base)
-    return names
 
 
 def import_graph(root: Path, package: str) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
@@ -102,10 +72,3 @@ def test_validation_imports_form_no_cycle() -> None:
 def test_the_dicom_decoder_does_not_import_the_dispatcher() -> None:
     assert "validation.sources.decode" not in GRAPH["validation.sources.dicom"]
     assert GRAPH["validation.sources.pixels"] == set()  # shared ground of both decoders
-
-
-@pytest.mark.parametrize("forbidden", FORBIDDEN)
-def test_validation_imports_no_outside_package(forbidden: str) -> None:
-    bad = {m: sorted(n for n in names if n == forbidden or n.startswith(forbidden + "."))
-           for m, names in IMPORTS.items()}
-    assert {m: n for m, n in bad.items() if n} == {}
