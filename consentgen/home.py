@@ -10,6 +10,17 @@ DEFAULT_HOME = Path("data")
 LEDGER_FILE = "consent.duckdb"
 CATALOG_FILE = "catalog.duckdb"
 
+# The folders of a home, named once: the steps that write them and the sweep and erasure
+# that clean them up read the same names (and none of those needs torch to know them).
+SOURCES_DIR = "sources"
+"""Normalised, metadata-free source PNGs, content-addressed."""
+MODELS_DIR = "models"
+"""Generator checkpoints, `models/<shard>/<version>/`."""
+CANDIDATES_DIR = "candidates"
+"""Sampled candidate PNGs, `candidates/<candidate id>.png`."""
+RELEASES_DIR = "releases"
+"""Published versions, `releases/vNNNN/`, and `releases/LATEST`."""
+
 
 def data_home(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The data home: an explicit path, else `$CONSENTGEN_HOME`, else `./data`."""

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from consentgen.duck import DEFAULT_MAX_WAIT_S, open_duckdb
 from consentgen.errors import CatalogError
-from consentgen.home import catalog_path, data_home
+from consentgen.home import SOURCES_DIR, catalog_path, data_home
 from pipelines.catalog.schema import (
     IngestRun,
     QuarantineEntry,
@@ -38,7 +38,6 @@ from pipelines.catalog.schema import (
     stored_version,
 )
 
-SOURCES_DIR = "sources"
 
 # Catalog files whose schema this process has checked or brought to SCHEMA_VERSION: every
 # later transaction on them skips the check (a file deleted meanwhile is not noticed).

@@ -21,6 +21,7 @@ import numpy as np
 from consent.events import utc_now
 from consentgen.crash import crashpoint
 from consentgen.errors import GeneratorError
+from consentgen.home import CANDIDATES_DIR
 from generators.labels import class_balanced_labels
 from pipelines.catalog import Candidate, Catalog, ShardModel, Snapshot
 from pipelines.catalog.lineage import last_kept_candidates_of_model, shard_training_records
@@ -29,7 +30,6 @@ from pipelines.steps.bans import file_pixel_hash, load_bans, pixel_hash
 from pipelines.steps.images import write_png
 from pipelines.steps.shard_training import current_models, load_model
 
-CANDIDATES_DIR = "candidates"
 
 
 def shard_seed(config: BuildConfig, snapshot: Snapshot, shard: int, round_: int) -> int:

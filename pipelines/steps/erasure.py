@@ -42,6 +42,7 @@ from consent import ConsentStatus, Ledger
 from consent.events import utc_now
 from consentgen.errors import HomeLockedError
 from consentgen.files import fsync_dir
+from consentgen.home import MODELS_DIR
 from pipelines.catalog import Catalog, Erasure
 from pipelines.catalog.erasure_queries import (
     candidates_of_models,
@@ -57,14 +58,11 @@ from pipelines.catalog.erasure_queries import (
 )
 from pipelines.settings import BuildConfig
 from pipelines.steps.locks import build_lock, releases_lock
-from pipelines.steps.release import releases_root
+from pipelines.steps.release import TEMP_PREFIX, releases_root
 from validation.sources.normalize import content_hash
 
-TEMP_PREFIX = ".tmp-"
-"""What publish names its staging folder in `releases/` (`.tmp-<version>-<hex>`)."""
-# The owners' constants (`shard_training.MODELS_DIR`, `generators.checkpoints.META_FILE`),
-# restated so that a reconcile pass does not import torch; a test keeps them equal.
-MODELS_DIR = "models"
+# `generators.checkpoints.META_FILE`, restated so that a reconcile pass does not import
+# torch; a test keeps them equal.
 _META_FILE = "consentgen_checkpoint.json"
 
 

@@ -39,6 +39,7 @@ from consent.events import utc_now
 from consentgen.crash import crashpoint
 from consentgen.errors import ConsentgenError, ReleaseError
 from consentgen.files import atomic_output, discard_tree, fsync_dir, fsync_tree
+from consentgen.home import RELEASES_DIR
 from pipelines.catalog import Candidate, Catalog, Release, ReleaseImage, Snapshot
 from pipelines.catalog.lineage import (
     banned_values,
@@ -60,7 +61,6 @@ from pipelines.steps.public_manifest import (
 from pipelines.settings import BuildConfig
 from validation.release.metadata import find_identifying_metadata
 
-RELEASES_DIR = "releases"
 LATEST = "LATEST"
 WITHDRAWN = "WITHDRAWN"
 MANIFEST_CSV = "manifest.csv"

@@ -20,6 +20,7 @@ from consent.events import utc_now
 from consentgen.crash import crashpoint
 from consentgen.errors import CheckpointError, GeneratorError
 from consentgen.files import discard_tree
+from consentgen.home import MODELS_DIR
 from generators.checkpoints import load_checkpoint, save_checkpoint, verify_checkpoint
 from generators.config import DiffusionConfig, DPConfig
 from generators.trained import CheckpointMeta, TrainedGenerator
@@ -34,7 +35,6 @@ from pipelines.catalog.lineage import (
 from pipelines.steps.images import load_gray
 from pipelines.settings import BuildConfig
 
-MODELS_DIR = "models"
 
 
 class StaleShardError(GeneratorError):

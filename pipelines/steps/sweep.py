@@ -35,6 +35,7 @@ from pydantic import BaseModel
 
 from consentgen.errors import ConsentgenError, HomeLockedError
 from consentgen.files import discard_tree
+from consentgen.home import CANDIDATES_DIR, MODELS_DIR
 from pipelines.catalog import Catalog, ShardModel
 from pipelines.catalog.lineage import (
     recorded_paths,
@@ -55,10 +56,6 @@ from pipelines.steps.release import (
     write_latest,
 )
 
-# The owners' constants (`shard_training.MODELS_DIR`, `candidates.CANDIDATES_DIR`),
-# restated so that a reconcile pass does not import torch; a test keeps them equal.
-MODELS_DIR = "models"
-CANDIDATES_DIR = "candidates"
 _IMAGES_DIR = "images"
 
 

@@ -16,7 +16,6 @@ import pytest
 
 from consentgen.files import atomic_output
 from pipelines.catalog import Candidate, Catalog, Release, ReleaseImage, Withdrawal
-from pipelines.steps import sweep as sweep_module
 from pipelines.steps.locks import BUILD_LOCK
 from pipelines.steps.release import LATEST, MANIFEST_CSV, WITHDRAWN, latest_version, releases_root
 from pipelines.steps.sweep import sweep
@@ -159,11 +158,6 @@ def test_an_atomically_written_file_gets_the_mode_open_would_give(tmp_path: Path
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_the_sweeps_restated_constants_are_the_owners() -> None:
-    from pipelines.steps.candidates import CANDIDATES_DIR
-    from pipelines.steps.shard_training import MODELS_DIR
-
-    assert (sweep_module.MODELS_DIR, sweep_module.CANDIDATES_DIR) == (MODELS_DIR, CANDIDATES_DIR)
 
 
 def test_sweep_imports_no_torch() -> None:
