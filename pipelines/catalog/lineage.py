@@ -60,19 +60,6 @@ def model_by_fingerprint(catalog: Catalog, shard: int, fingerprint: str) -> Shar
     return found[0] if found else None
 
 
-def still_consented_model(catalog: Catalog, snapshot_id: str, shard: int) -> ShardModel | None:
-    """The shard's newest model whose every record is a training record of this snapshot."""
-    found = catalog.select(
-        ShardModel,
-        "WHERE shard = ? AND NOT EXISTS (SELECT 1 FROM model_records r "
-        "WHERE r.model_version = shard_models.model_version AND r.record_id NOT IN "
-        "(SELECT record_id FROM eligible_records WHERE snapshot_id = ? AND role = 'train')) "
-        "ORDER BY trained_at DESC LIMIT 1",
-        [shard, snapshot_id],
-    )
-    return found[0] if found else None
-
-
 def subjects_of_models(catalog: Catalog, model_versions: set[str]) -> dict[str, set[str]]:
     if not model_versions:
         return {}

@@ -28,7 +28,6 @@ from pipelines.catalog.lineage import (
     releases,
     shard_training_records,
     snapshot_candidates,
-    still_consented_model,
     withdrawn_per_version,
 )
 
@@ -94,9 +93,6 @@ def test_what_a_snapshot_chose_and_trained_on(catalog: Catalog) -> None:
 def test_which_model_a_shard_may_use(catalog: Catalog) -> None:
     assert model_by_fingerprint(catalog, 0, "fp-new").model_version == "m-new"
     assert model_by_fingerprint(catalog, 1, "fp-new") is None
-    assert still_consented_model(catalog, S1, 0).model_version == "m-ok"
-    assert still_consented_model(catalog, S1, 1) is None  # m-one saw a holdout record
-    assert still_consented_model(catalog, S2, 0) is None  # no records in S2 at all
 
 
 def test_what_the_audit_kept(catalog: Catalog) -> None:
