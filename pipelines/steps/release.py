@@ -85,6 +85,12 @@ def next_version(catalog: Catalog) -> str:
     return f"v{max(numbers, default=0) + 1:04d}"
 
 
+def listed_withdrawn(folder: Path) -> list[str]:
+    """The image ids a release folder's `WITHDRAWN` lists (none when it is missing)."""
+    path = folder / WITHDRAWN
+    return path.read_text(encoding="utf-8").split() if path.exists() else []
+
+
 def latest_version(home: Path) -> str | None:
     marker = releases_root(home) / LATEST
     return marker.read_text().strip() or None if marker.exists() else None

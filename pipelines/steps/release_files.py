@@ -65,7 +65,7 @@ from pipelines.catalog.reasons import WithdrawalReason
 from pipelines.settings import BuildConfig
 from pipelines.steps.images import load_gray
 from pipelines.steps.locks import releases_lock
-from pipelines.steps.release import WITHDRAWN, releases_root
+from pipelines.steps.release import listed_withdrawn, releases_root
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def refresh_release(catalog: Catalog, version: str, config: BuildConfig, *,
 
 def _refresh(catalog: Catalog, folder: Path, version: str, config: BuildConfig) -> None:
     rows = catalog.select(Withdrawal, "WHERE version = ? ORDER BY image_id", [version])
-    withdrawn = _listed(folder) | {r.image_id for r in rows}
+    withdrawn = set(listed_withdrawn(folder)) | {r.image_id for r in rows}
     remaining = _rewrite_tables(folder, withdrawn)
     if remaining is None or not (folder / CARD_JSON).is_file():
         missing = MANIFEST_CSV if remaining is None else CARD_JSON
@@ -119,11 +119,6 @@ def _refresh(catalog: Catalog, folder: Path, version: str, config: BuildConfig) 
 
 
 # --- files ---------------------------------------------------------------------------
-
-
-def _listed(folder: Path) -> set[str]:
-    path = folder / WITHDRAWN
-    return set(path.read_text(encoding="utf-8").split()) if path.exists() else set()
 
 
 @contextmanager

@@ -32,7 +32,7 @@ from pipelines.catalog.reasons import WithdrawalReason
 from pipelines.settings import BuildConfig
 from pipelines.steps.bans import CANDIDATE, PIXELS, file_pixel_hash, load_bans
 from pipelines.steps.locks import releases_lock
-from pipelines.steps.release import WITHDRAWN, releases_root
+from pipelines.steps.release import WITHDRAWN, listed_withdrawn, releases_root
 
 
 @dataclass(frozen=True)
@@ -207,5 +207,4 @@ def withdraw_image(catalog: Catalog, image_id: str, config: BuildConfig, *,
 
 
 def withdrawn_ids(catalog: Catalog, version: str) -> list[str]:
-    path = releases_root(catalog.home) / version / WITHDRAWN
-    return path.read_text().split() if path.exists() else []
+    return listed_withdrawn(releases_root(catalog.home) / version)
