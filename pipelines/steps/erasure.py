@@ -32,10 +32,8 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from consent import ConsentStatus, Ledger
@@ -57,9 +55,9 @@ from pipelines.catalog.erasure_queries import (
     standing_subjects,
 )
 from pipelines.settings import BuildConfig
+from pipelines.steps.bans import file_pixel_hash
 from pipelines.steps.locks import build_lock, releases_lock
 from pipelines.steps.release import TEMP_PREFIX, releases_root
-from validation.sources.normalize import content_hash
 
 # `generators.checkpoints.META_FILE`, restated so that a reconcile pass does not import
 # torch; a test keeps them equal.
@@ -374,10 +372,9 @@ def _checkpoint_records(folder: Path) -> list[str]:
 
 
 def _pixel_hash(path: Path) -> str | None:
-    """The content hash of a candidate's decoded pixels (what a pixel ban matches)."""
+    """The pixel hash a ban matches (`bans.file_pixel_hash`); None for a damaged file too,
+    so one unreadable candidate never stops an erasure."""
     try:
-        with Image.open(path) as im:
-            return content_hash(np.asarray(im))
+        return file_pixel_hash(path)
     except (OSError, ValueError):
         return None
-
