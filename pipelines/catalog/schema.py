@@ -28,8 +28,9 @@ from pydantic import BaseModel, ConfigDict
 from consentgen.duck import fetch_one
 from consentgen.errors import CatalogError
 
-SCHEMA_VERSION = 2
-"""1: keys and versioning. 2: releases.status, withdrawal reasons and times, bans, erasures."""
+SCHEMA_VERSION = 3
+"""1: keys and versioning. 2: releases.status, withdrawal reasons and times, bans, erasures.
+3: candidates.conditioned_on (img2img lineage), releases.inputs_digest."""
 """Bump with every change to a table, and teach `ensure_schema` to bring older files up."""
 
 # One line per annotation: (DuckDB type, Arrow type). Every int is BIGINT because the
@@ -261,6 +262,9 @@ class Candidate(Row):
     seed: int
     image_path: str
     created_at: datetime
+    conditioned_on: str | None = None
+    """img2img: the one record this candidate was conditioned on (its whole lineage);
+    None for a model's sample, whose lineage is every record the model saw."""
 
 
 class AuditRow(Row):
@@ -304,6 +308,10 @@ class Release(Row):
     release_path: str
     created_at: datetime
     status: str = "published"
+    inputs_digest: str | None = None
+    """SHA-256 over what decided the release (consent head, the eligible records and their
+    pixels, the settings): a build whose digest equals the newest release's publishes
+    nothing (`pipelines.steps.freshness`)."""
 
 
 class ReleaseImage(Row):

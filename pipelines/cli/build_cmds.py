@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,27 +14,40 @@ from consent import Ledger
 from consentgen.errors import ConfigError, ReleaseError, UnknownSubjectError
 from pipelines.catalog import Catalog, Release, ReleaseImage
 from pipelines.cli.common import HomeOption, console, resolve_home
+from pipelines.buildfile import load_config
 from pipelines.settings import PROFILES, BuildConfig
 
 release_app = typer.Typer(help="Published versions: list, show, withdraw.", no_args_is_help=True)
 
-ProfileOption = Annotated[str, typer.Option("--profile", help=f"Build profile: {', '.join(PROFILES)}.")]
-ShardsOption = Annotated[int | None, typer.Option("--shards", help="SISA shards (default from profile).")]
+ProfileOption = Annotated[str | None, typer.Option(
+    "--profile", help=f"Preset under the build file: {', '.join(PROFILES)} (default: the file's).")]
+ShardsOption = Annotated[int | None, typer.Option("--shards", help="SISA shards (default from the build file).")]
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", help="Build file (default: consentgen.toml in the data home).")]
+PurposeOption = Annotated[str | None, typer.Option(
+    "--purpose", help="Consent purpose to honour (default: the build file's).")]
 
 
-def build_config(profile: str, shards: int | None) -> BuildConfig:
-    if profile not in PROFILES:
-        raise typer.BadParameter(f"unknown profile {profile!r}; use {', '.join(PROFILES)}")
-    config = PROFILES[profile]()
-    return config.model_copy(update={"shards": shards}) if shards else config
+def build_config(root: Path, profile: str | None, shards: int | None, *,
+                 config_file: Path | None = None, purpose: str | None = None) -> BuildConfig:
+    """The build file (or the home's), its preset, and the command's flags on top."""
+    overrides: dict[str, object] = {}
+    if shards is not None:
+        overrides["shards"] = shards
+    if purpose is not None:
+        overrides["purpose"] = purpose
+    return load_config(config_file, home=root, profile=profile, overrides=overrides)
 
 
-def build(profile: ProfileOption = "demo", shards: ShardsOption = None, home: HomeOption = None) -> None:
+def build(profile: ProfileOption = None, shards: ShardsOption = None,
+          config: ConfigOption = None, purpose: PurposeOption = None,
+          home: HomeOption = None) -> None:
     """Materialise the whole graph in process: snapshot, train, sample, audit, publish."""
     from pipelines.defs.runner import BuildFailed, run_build
 
     root = resolve_home(home)
-    report = run_build(root, build_config(profile, shards), progress=True)
+    settings = build_config(root, profile, shards, config_file=config, purpose=purpose)
+    report = run_build(root, settings, progress=True)
     if not report.success:
         raise BuildFailed(f"build run {report.run_id} did not publish: {report.failure}")
     console.print(f"published [bold]{report.version}[/] (run {report.run_id})")
@@ -99,7 +113,7 @@ def withdraw(
     if (subject is None) == (image is None):
         raise ConfigError("name exactly one of --subject SUBJECT or --image ID")
     root = resolve_home(home)
-    catalog, config = Catalog(root), deployment_config(None)
+    catalog, config = Catalog(root), deployment_config(None, home=root)
     if image is not None:
         out = withdraw_image(catalog, image, config, note=reason)
         where = ", ".join(f"{v} ({len(ids)})" for v, ids in sorted(out.withdrawn.items()))

@@ -22,11 +22,11 @@ def erasure(
     """What was withdrawn and erased of SUBJECT, when, and what remains and why."""
     from consent import Ledger
     from pipelines.catalog import Catalog
-    from pipelines.settings import config_from_env
+    from pipelines.buildfile import load_config
     from pipelines.steps.erasure_record import erasure_record
 
     root = resolve_home(home)
-    record = erasure_record(Catalog(root), Ledger.at_home(root), config_from_env(), subject)
+    record = erasure_record(Catalog(root), Ledger.at_home(root), load_config(None, home=root), subject)
     if json_:
         typer.echo(record.model_dump_json(indent=2))
     else:

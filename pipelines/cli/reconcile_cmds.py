@@ -20,7 +20,7 @@ from consentgen.errors import ConsentgenError, ReleaseError
 from consentgen.home import catalog_path
 from pipelines.catalog import Catalog
 from pipelines.cli.common import HomeOption, console, resolve_home
-from pipelines.settings import PROFILES, BuildConfig, config_from_env
+from pipelines.settings import PROFILES, BuildConfig
 
 ProfileOption = Annotated[str | None, typer.Option(
     "--profile", help=f"Build profile: {', '.join(PROFILES)} (default $CONSENTGEN_PROFILE, else demo).")]
@@ -28,12 +28,14 @@ ShardsOption = Annotated[int | None, typer.Option("--shards", help="SISA shards 
 REBUILD_HINT = "`consentgen reconcile --rebuild` or the daemon's sensor (`consentgen ui`)"
 
 
-def deployment_config(profile: str | None, shards: int | None = None) -> BuildConfig:
-    """The build settings a reconcile honours: a named profile, else the deployment's."""
-    if profile is not None and profile not in PROFILES:
-        raise typer.BadParameter(f"unknown profile {profile!r}; use {', '.join(PROFILES)}")
-    config = PROFILES[profile]() if profile else config_from_env()
-    return config.model_copy(update={"shards": shards}) if shards else config
+def deployment_config(profile: str | None, shards: int | None = None, *,
+                      home: Path | None = None) -> BuildConfig:
+    """The build settings a reconcile honours: the home's build file (under a named
+    preset when given), with `shards` on top."""
+    from pipelines.buildfile import load_config
+
+    return load_config(None, home=home, profile=profile,
+                       overrides={"shards": shards} if shards else None)
 
 
 def reconcile(
@@ -49,7 +51,7 @@ def reconcile(
     from pipelines.steps.reconcile import reconcile as run_reconcile
 
     root = resolve_home(home)
-    config = deployment_config(profile, shards)
+    config = deployment_config(profile, shards, home=root)
     report = run_reconcile(Catalog(root), Ledger.at_home(root), config, max_images=max_images)
     rebuilt = None
     if rebuild and report.stale_shards:
@@ -80,7 +82,7 @@ def reconcile_subject(root: Path, subject_id: str, *, effective_at: datetime,
         console.print("no catalog in this home yet: nothing published to withdraw")
         return
     try:
-        report = run_reconcile(Catalog(root), Ledger.at_home(root), config_from_env(),
+        report = run_reconcile(Catalog(root), Ledger.at_home(root), deployment_config(None, home=root),
                                subject_id=subject_id, note=note)
     except ConsentgenError as exc:
         raise ReleaseError(f"the revoke is recorded, but withdrawing at once failed ({exc}); "

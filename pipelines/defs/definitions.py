@@ -31,7 +31,7 @@ def make_definitions(config: BuildConfig | None = None, home: str | Path | None 
     keys = [key for a in assets for key in a.keys]
     return dg.Definitions(
         assets=assets, asset_checks=CHECKS, jobs=[build_job(executor), publish_job()],
-        sensors=[revocation_sensor(keys)], schedules=[refresh_schedule(keys)],
+        sensors=[revocation_sensor(keys)], schedules=[refresh_schedule(keys, config.schedule)],
         resources=build_resources(config, home, progress=progress), executor=executor)
 
 

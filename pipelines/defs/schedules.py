@@ -7,13 +7,18 @@ import dagster as dg
 
 from pipelines.defs.jobs import BUILD_JOB
 from pipelines.defs.sensors import REASON_TAG
-from pipelines.settings import CRON_ENV, DEFAULT_CRON
+from pipelines.settings import CRON_ENV, ScheduleSettings
 
 
-def refresh_schedule(asset_keys: list[dg.AssetKey]) -> dg.ScheduleDefinition:
+def refresh_schedule(asset_keys: list[dg.AssetKey],
+                     settings: ScheduleSettings | None = None) -> dg.ScheduleDefinition:
+    """The build file's `[schedule]` (`$CONSENTGEN_REFRESH_CRON` overrides its cron)."""
+    settings = settings or ScheduleSettings()
+    status = dg.DefaultScheduleStatus.RUNNING if settings.enabled else dg.DefaultScheduleStatus.STOPPED
+
     @dg.schedule(name="refresh_schedule", job_name=BUILD_JOB,
-                 cron_schedule=os.environ.get(CRON_ENV, DEFAULT_CRON), execution_timezone="UTC",
-                 default_status=dg.DefaultScheduleStatus.RUNNING,
+                 cron_schedule=os.environ.get(CRON_ENV) or settings.cron, execution_timezone="UTC",
+                 default_status=status,
                  description="Refreshes the whole dataset (new snapshot, expiries honoured).")
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         return dg.RunRequest(run_key=f"refresh-{context.scheduled_execution_time:%Y%m%dT%H%M}",

@@ -31,7 +31,7 @@ from validation.audit import (
 
 
 def audit_config(config: BuildConfig) -> AuditConfig:
-    return AuditConfig(**config.audit_overrides)
+    return config.audit
 
 
 def source_index(catalog: Catalog, config: BuildConfig) -> AuditIndex:

@@ -55,52 +55,32 @@ Metrics (table columns; a candidate is flagged when ANY crosses its threshold):
                       built-in DCT-PCA embedding with region descriptors, >= min
 """
 
-from .audit import AuditIndex, audit_candidates
-from .calibration import (
-    TRANSFORMS,
-    CalibrationReport,
-    TransformDetection,
-    TransformParams,
-    calibrate,
-    transform_images,
-)
-from .config import AuditConfig
-from .grouping import duplicate_groups
-from .privacy import DcrFigures, dcr_figures, membership_inference_auc
-from .replacement import Batch, ReplacementOutcome, replace_near_duplicates
-from .results import (
-    METRICS,
-    AuditResult,
-    AuditSummary,
-    MetricHistogram,
-    SearchReport,
-    distance_histograms,
-)
-from .utility import TstrFigures, tstr_figures
+from __future__ import annotations
 
-__all__ = [
-    "METRICS",
-    "TRANSFORMS",
-    "AuditConfig",
-    "AuditIndex",
-    "AuditResult",
-    "AuditSummary",
-    "Batch",
-    "CalibrationReport",
-    "DcrFigures",
-    "MetricHistogram",
-    "ReplacementOutcome",
-    "SearchReport",
-    "TransformDetection",
-    "TransformParams",
-    "TstrFigures",
-    "audit_candidates",
-    "calibrate",
-    "dcr_figures",
-    "distance_histograms",
-    "duplicate_groups",
-    "membership_inference_auc",
-    "replace_near_duplicates",
-    "transform_images",
-    "tstr_figures",
-]
+from importlib import import_module
+from typing import Any
+
+# Loaded on first use, like `generators`: the build settings name `AuditConfig`, and
+# reading them (the CLI, the catalog) must not import torch and faiss.
+_EXPORTS = {
+    "AuditIndex": "audit", "audit_candidates": "audit",
+    "TRANSFORMS": "calibration", "CalibrationReport": "calibration",
+    "TransformDetection": "calibration", "TransformParams": "calibration",
+    "calibrate": "calibration", "transform_images": "calibration",
+    "AuditConfig": "config",
+    "duplicate_groups": "grouping",
+    "DcrFigures": "privacy", "dcr_figures": "privacy", "membership_inference_auc": "privacy",
+    "Batch": "replacement", "ReplacementOutcome": "replacement",
+    "replace_near_duplicates": "replacement",
+    "METRICS": "results", "AuditResult": "results", "AuditSummary": "results",
+    "MetricHistogram": "results", "SearchReport": "results", "distance_histograms": "results",
+    "TstrFigures": "utility", "tstr_figures": "utility",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -56,6 +56,8 @@ NULLABLE = {
     ("audit_results", "nearest_patch"),
     ("audit_results", "nearest_embedding"),
     ("withdrawals", "subject_id"),
+    ("candidates", "conditioned_on"),
+    ("releases", "inputs_digest"),
     ("withdrawals", "event_seq"),
     ("withdrawals", "revoked_recorded_at"),
     ("withdrawals", "latency_s"),
@@ -213,7 +215,8 @@ def _pre_version_columns() -> dict[str, list[str]]:
 
 
 PRE_VERSION_COLUMNS = _pre_version_columns()
-ADDED_SINCE = {"releases": {"status": "published"},
+ADDED_SINCE = {"releases": {"status": "published", "inputs_digest": None},
+               "candidates": {"conditioned_on": None},
                "withdrawals": {"reason": None, "effective_at": None, "latency_effective_s": None,
                                "note": None}}
 

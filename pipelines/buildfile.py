@@ -1,0 +1,166 @@
+"""`consentgen.toml`: the deployment's build settings, read and written.
+
+One model (`BuildConfig`) validates the file for every reader: `consentgen build`, the
+Dagster definitions (`consentgen ui`, the daemon's sensor and schedule) and the consent
+commands (which purposes are declared). The file only says what differs from its preset
+(`profile`); a key the model does not know, or a value it refuses, stops everything with
+one line naming the key (`generator.imagesize: unknown key`), because a misspelt setting
+that silently falls back to a default is a build nobody asked for.
+
+The commented template `consentgen init` writes is generated from the model's own field
+descriptions and defaults, so it cannot drift from what is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from consentgen.errors import ConfigError
+from consentgen.home import data_home
+from pipelines.settings import PROFILES, BuildConfig
+
+BUILD_FILE = "consentgen.toml"
+
+
+def build_file_path(home: str | os.PathLike[str] | None = None) -> Path:
+    return data_home(home) / BUILD_FILE
+
+
+def read_build_file(path: Path) -> dict[str, Any]:
+    """The file's tables as plain data; a missing or unparsable file is one line."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"no build file at {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder, not a build file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+
+
+def load_config(config_file: str | os.PathLike[str] | None = None, *,
+                home: str | os.PathLike[str] | None = None, profile: str | None = None,
+                overrides: dict[str, Any] | None = None) -> BuildConfig:
+    """The build config: a preset, the build file over it, `overrides` (CLI flags) on top.
+
+    The file is `config_file` when given, else the home's `consentgen.toml` when there is
+    one (no file: the preset alone). The preset is `profile` when given, else the file's
+    `profile` key, else `demo`.
+    """
+    path = Path(config_file) if config_file is not None else build_file_path(home)
+    data = read_build_file(path) if config_file is not None or path.is_file() else {}
+    chosen = profile or data.get("profile") or "demo"
+    if chosen not in PROFILES:
+        raise ConfigError(f"{_where(path, data)}profile: {chosen!r} is not a preset "
+                          f"(use {' or '.join(PROFILES)})")
+    merged = _merge(PROFILES[chosen]().model_dump(mode="json"), data, BuildConfig)
+    merged = _merge(merged, overrides or {}, BuildConfig)
+    merged["profile"] = chosen
+    try:
+        return BuildConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_where(path, data) + "; ".join(_problem(e) for e in exc.errors())) from None
+
+
+def _where(path: Path, data: dict[str, Any]) -> str:
+    return f"{path}: " if data else ""
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """`top` over `base`; a section (a nested model) is merged key by key, any other
+    value (a list, a table of names) replaced whole, as written."""
+    out = dict(base)
+    for key, value in top.items():
+        field = model.model_fields.get(key)
+        sub = field.annotation if field is not None else None
+        if isinstance(value, dict) and isinstance(sub, type) and issubclass(sub, BaseModel) \
+                and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, sub)
+        else:
+            out[key] = value
+    return out
+
+
+def _problem(error: Any) -> str:
+    key = ".".join(str(p) for p in error["loc"])
+    if not key:  # a rule across keys: its message names them
+        return error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    if error["type"] == "missing":
+        return f"{key}: required"
+    message = error["msg"].removeprefix("Value error, ")
+    given = error.get("input")
+    if isinstance(given, (str, int, float, bool)) and error["type"] != "value_error":
+        message += f" (got {given!r})"
+    return f"{key}: {message}"
+
+
+# --- the commented template ------------------------------------------------------------
+
+
+def template(config: BuildConfig | None = None) -> str:
+    """A commented `consentgen.toml` holding every key at `config`'s values (default: the
+    demo preset's), which `load_config` reads back to exactly `config`."""
+    config = config or PROFILES["demo"]()
+    lines = [
+        "# consentgen build settings (read by `consentgen build`, `consentgen ui` and the",
+        "# daemon). Every key is optional: a missing one takes the value of the `profile`",
+        "# preset. Unknown keys and bad values are refused with the key named.",
+        "",
+    ]
+    lines += _render(config, [])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_template(path: Path, config: BuildConfig | None = None) -> bool:
+    """Write the template unless a build file is there already (never overwritten)."""
+    if path.exists():
+        return False
+    path.write_text(template(config), encoding="utf-8")
+    return True
+
+
+def _render(model: BaseModel, table: list[str]) -> list[str]:
+    lines: list[str] = []
+    sections: list[tuple[str, BaseModel]] = []
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            sections.append((name, value))
+            continue
+        if field.description:
+            lines.append(f"# {field.description}")
+        rendered = _toml_value(value)
+        lines.append(f"{name} = {rendered}" if rendered is not None else f"# {name} = (unset)")
+    for name, section in sections:
+        doc = (type(section).__doc__ or "").strip().splitlines()
+        lines += ["", *(f"# {d.strip()}" for d in doc[:2] if d.strip()), f"[{'.'.join([*table, name])}]"]
+        lines += _render(section, [*table, name])
+    return lines
+
+
+def _toml_value(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (str, Path)):
+        return json.dumps(str(value), ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) or '""' for v in value) + "]"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
+    raise TypeError(f"no TOML for {value!r}")
