@@ -16,6 +16,16 @@ class ConfigError(ConsentgenError):
     """A setting, path or argument that cannot be used as given."""
 
 
+class NoDataHomeError(ConfigError):
+    """A command other than `consentgen init` pointed at a folder that is no data home
+    (a mistyped `CONSENTGEN_HOME` must not silently become a new one)."""
+
+
+class UndeclaredPurposeError(ConfigError):
+    """A consent purpose the build file does not declare (a misspelt purpose would be
+    recorded forever while the subject's real consent stays untouched)."""
+
+
 # --- consent ledger -------------------------------------------------------------------
 
 
