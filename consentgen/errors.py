@@ -139,6 +139,19 @@ class ReplacementExhaustedError(AuditError):
         return type(self), (self.n_flagged, self.n_open, self.n_kept, self.target, self.rounds)
 
 
+class BuildInputError(ConsentgenError):
+    """The sources, consent and settings cannot make a release as asked; found by the
+    eligible_records step, before any training, and said in one line with what to change."""
+
+
+class NoEligibleRecordsError(BuildInputError):
+    """No source record may be used for the build's purpose (counts by exclusion reason)."""
+
+
+class TooFewRecordsError(BuildInputError):
+    """Eligible records exist, but too few for the shards or classes the build asks for."""
+
+
 class ReleaseError(ConsentgenError):
     """A release could not be published or withdrawn as asked."""
 
