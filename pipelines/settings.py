@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from consentgen.errors import ConfigError
+from consentgen.labels import canonical_label, folder_name
 from generators.config import PRESET_LEVELS
 from validation.audit.config import AuditConfig
 
@@ -112,13 +113,25 @@ class LabelSettings(_Section):
     @field_validator("names")
     @classmethod
     def _folder_names(cls, value: dict[str, str]) -> dict[str, str]:
-        return {k: folder_name(v) for k, v in value.items()}
+        names = {canonical_label(k): folder_name(v) for k, v in value.items()}
+        if len(names) != len(value):
+            raise ValueError("two keys name the same label (integers are compared as numbers)")
+        return names
+
+    @field_validator("classes")
+    @classmethod
+    def _class_labels(cls, value: list[str]) -> list[str]:
+        labels = [canonical_label(v) for v in value]
+        if len(set(labels)) != len(labels):
+            raise ValueError("a class is listed twice (integers are compared as numbers)")
+        return labels
 
     def name_of(self, label: str | int | None) -> str:
         """The class folder (and manifest `label_name`) of `label`."""
         if label is None:
             return self.unlabelled
-        return self.names.get(str(label), str(label))
+        text = canonical_label(label)
+        return self.names.get(text, text)
 
 
 class FigureSettings(_Section):
@@ -241,18 +254,6 @@ def check_purpose(value: str) -> str:
     if not PURPOSE_PATTERN.fullmatch(value):
         raise ValueError(f"{value!r} is not a purpose: use 1-64 lower-case letters, digits "
                          "and . _ : - (e.g. synthetic-training)")
-    return value
-
-
-FOLDER_PATTERN = re.compile(r"[^\x00-\x1f/\\:*?\"<>|\x7f]{1,64}")
-
-
-def folder_name(value: str) -> str:
-    """A class name that is safe as one folder of a release on every OS."""
-    value = value.strip()
-    if not FOLDER_PATTERN.fullmatch(value) or value in {".", ".."} or value.startswith("."):
-        raise ValueError(f"{value!r} cannot name a class folder: use 1-64 characters "
-                         "without / \\ : * ? \" < > | or a leading dot")
     return value
 
 
