@@ -76,16 +76,23 @@ class Img2ImgGenerator:
         images: Sequence[np.ndarray],
         record_ids: Sequence[str],
         *,
+        seeds: Sequence[int] | None = None,
         progress: bool | None = None,
     ) -> list[Img2ImgResult]:
         """One output per `images[i]` (uint8 [H,W] or [H,W,3], any size), tagged `record_ids[i]`.
 
         Inputs are resized to `image_size`; outputs are that size, grey when the input was.
+        Each output's noise comes from `seeds[i]` when given (then a record may appear more
+        than once: several outputs conditioned on it, each with its own seed), else from
+        `config.seed` and its record id.
         """
-        ids = check_record_ids(record_ids, len(images))
+        if seeds is None:
+            ids = check_record_ids(record_ids, len(images))
+            seeds = [derive_seed(self.config.seed, "img2img", record_id) for record_id in ids]
+        else:
+            ids, seeds = _ids_with_seeds(record_ids, seeds, len(images))
         sources = [_to_pil(image, self.image_size) for image in images]
         greys = [image.ndim == 2 for image in images]
-        seeds = [derive_seed(self.config.seed, "img2img", record_id) for record_id in ids]
         self.pipeline.set_progress_bar_config(
             disable=not (sys.stderr.isatty() if progress is None else progress)
         )
@@ -116,6 +123,24 @@ class Img2ImgGenerator:
                 image = np.rint(rgb.mean(axis=-1)).astype(np.uint8) if grey else rgb
                 results.append(Img2ImgResult(image=image, record_id=record_id, seed=seed))
         return results
+
+
+def _ids_with_seeds(record_ids: Sequence[str], seeds: Sequence[int], count: int
+                    ) -> tuple[list[str], list[int]]:
+    ids, chosen = list(record_ids), [int(s) for s in seeds]
+    if len(ids) != count or len(chosen) != count:
+        raise GeneratorInputError(
+            f"need one record id and one seed per image: {len(ids)} ids and {len(chosen)} "
+            f"seeds for {count} images"
+        )
+    if not all(isinstance(r, str) and r for r in ids):
+        raise GeneratorInputError("record ids must be non-empty strings")
+    if not all(0 <= s < 2**63 for s in chosen):
+        raise GeneratorInputError("seeds must be in [0, 2**63)")
+    if len(set(zip(ids, chosen, strict=True))) != count:
+        raise GeneratorInputError("each (record id, seed) pair may appear once: the same pair "
+                                  "would draw the same image twice")
+    return ids, chosen
 
 
 def _to_pil(image: np.ndarray, size: int) -> Image.Image:

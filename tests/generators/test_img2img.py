@@ -1,8 +1,8 @@
 """Stable Diffusion img2img from a local folder of tiny random components.
 
-The components are built here, as diffusers' own `get_dummy_components()` does, with a
-CLIP tokenizer made from a vocabulary written in the test (no hub download is possible),
-saved with `save_pretrained`, and loaded back through `Img2ImgGenerator.load`.
+The components are built by `tests.tiny_sd` (as diffusers' own `get_dummy_components()`
+does, no hub download), saved with `save_pretrained`, and loaded back through
+`Img2ImgGenerator.load`.
 """
 
 from __future__ import annotations
@@ -11,90 +11,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from diffusers import (
-    AutoencoderKL,
-    DDIMScheduler,
-    StableDiffusionImg2ImgPipeline,
-    UNet2DConditionModel,
-)
-from tokenizers.pre_tokenizers import ByteLevel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from consentgen.errors import GeneratorError
 from generators.config import Img2ImgConfig
 from generators.errors import GeneratorInputError
 from generators.img2img import Img2ImgGenerator
+from tests.tiny_sd import TINY_SD_SIZE, save_tiny_sd
 
-SIZE = 16  # pixels; the tiny VAE halves it once, so latents are 8x8
-
-
-def _tiny_tokenizer() -> CLIPTokenizer:
-    alphabet = sorted(ByteLevel.alphabet())
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for symbol in alphabet + [a + "</w>" for a in alphabet] + ["th", "the</w>"]:
-        vocab.setdefault(symbol, len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=[("t", "h"), ("th", "e</w>")], model_max_length=16)
+SIZE = TINY_SD_SIZE  # pixels; the tiny VAE halves it once, so latents are 8x8
 
 
 @pytest.fixture(scope="module")
 def weights_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        norm_num_groups=8,
-        sample_size=SIZE // 2,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16,
-        attention_head_dim=8,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=[16, 32],
-        norm_num_groups=8,
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        sample_size=SIZE,
-    )
-    tokenizer = _tiny_tokenizer()
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            hidden_size=16,
-            intermediate_size=37,
-            num_attention_heads=2,
-            num_hidden_layers=2,
-            max_position_embeddings=16,
-            vocab_size=len(tokenizer),
-        )
-    )
-    pipeline = StableDiffusionImg2ImgPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=DDIMScheduler(
-            beta_schedule="scaled_linear",
-            beta_start=0.00085,
-            beta_end=0.012,
-            clip_sample=False,
-            steps_offset=1,
-        ),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    folder = tmp_path_factory.mktemp("sd") / "tiny-sd"
-    pipeline.save_pretrained(folder)
-    return folder
+    return save_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")
 
 
 def _sources() -> tuple[list[np.ndarray], list[str]]:
@@ -154,3 +83,17 @@ def test_missing_weights_folder_and_bad_inputs_are_refused(
         generator.generate(images, ids[:2])
     with pytest.raises(GeneratorInputError, match="uint8"):
         generator.generate([images[0].astype(np.float32)], ["rec-a"])
+
+
+def test_explicit_seeds_condition_one_record_several_times(weights_dir: Path) -> None:
+    generator = Img2ImgGenerator.load(_config(weights_dir))
+    images, _ = _sources()
+    twice = generator.generate([images[0], images[0]], ["rec-a", "rec-a"], seeds=[11, 12])
+    assert [r.record_id for r in twice] == ["rec-a", "rec-a"] and [r.seed for r in twice] == [11, 12]
+    assert not np.array_equal(twice[0].image, twice[1].image)
+    again = generator.generate([images[0]], ["rec-a"], seeds=[11])[0]
+    assert np.abs(again.image.astype(int) - twice[0].image.astype(int)).max() <= 1
+    with pytest.raises(GeneratorInputError, match="appear once"):
+        generator.generate([images[0], images[0]], ["rec-a", "rec-a"], seeds=[11, 11])
+    with pytest.raises(GeneratorInputError, match="one seed per image"):
+        generator.generate([images[0]], ["rec-a"], seeds=[1, 2])
