@@ -133,6 +133,7 @@ def publish_release(
     config: BuildConfig,
     *,
     render_card: Any = None,
+    inputs_digest: str | None = None,
 ) -> Release:
     """Publish the build's audited candidates as the next version (see the module's docstring).
 
@@ -152,7 +153,8 @@ def publish_release(
     final = root / version
     release = Release(version=version, snapshot_id=snapshot.snapshot_id, head_seq=snapshot.head_seq,
                       head_hash=snapshot.head_hash, n_images=len(staged),
-                      release_path=f"{RELEASES_DIR}/{version}", created_at=utc_now(), status=PENDING)
+                      release_path=f"{RELEASES_DIR}/{version}", created_at=utc_now(), status=PENDING,
+                      inputs_digest=inputs_digest)  # `pipelines.steps.freshness`
     images = [ReleaseImage(version=version, image_id=s.image_id, candidate_id=s.candidate.candidate_id,
                            label=s.candidate.label, shard=s.candidate.shard,
                            model_version=s.candidate.model_version, file_name=s.file_name(config))
@@ -250,12 +252,14 @@ def _abandon(catalog: Catalog, version: str, tmp: Path, final: Path) -> None:
         pass
 
 
-def publish(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: BuildConfig) -> Release:
+def publish(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: BuildConfig, *,
+            inputs_digest: str | None = None) -> Release:
     """Publish with the data card and the expectations' Data Docs inside the release."""
     from pipelines.steps.card import card_renderer  # the card pulls in figures (torch): only at publish
 
     return publish_release(catalog, ledger, snapshot, config,
-                           render_card=card_renderer(catalog, ledger, snapshot, config))
+                           render_card=card_renderer(catalog, ledger, snapshot, config),
+                           inputs_digest=inputs_digest)
 
 
 def list_releases(catalog: Catalog) -> list[dict[str, Any]]:
