@@ -2,13 +2,16 @@
 
 Imports (CSV, JSON Lines) are all-or-nothing: every line is checked first and every bad
 line is reported with its number and reason; only a clean file is appended, in one
-transaction. Exports are written to a temporary file and renamed, so a reader never sees
+transaction. A line without an `event_id` gets one derived from its content
+(`derived_event_id`), so importing the same file again appends nothing: the ledger's
+idempotency by event id applies to files from systems that send no ids. Exports are written to a temporary file and renamed, so a reader never sees
 half a file.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import uuid
@@ -33,9 +36,30 @@ OPTIONAL_COLUMNS = ("event_id", "effective_at", "expires_at", "actor", "source")
 LEDGER_ASSIGNED = ("seq", "recorded_at", "prev_hash", "hash")
 ISO27560_SCHEMA = "https://w3id.org/dpv/schema/iso-27560#record"
 DPV_CONTEXT = {"dpv": "https://w3id.org/dpv#"}
+IMPORT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://consentgen.invalid/import-event-id/v1")
+"""UUIDv5 namespace of derived event ids (fixed: changing it re-appends every old file)."""
+_ID_FIELDS = ("subject_id", "purpose", "action", "effective_at", "expires_at", "actor", "source")
 
 
 # --- import ------------------------------------------------------------------------------
+
+
+def derived_event_id(event: ConsentEvent, *, file_digest: str, line: int) -> str:
+    """The event id of an imported line that carries none: a UUIDv5 over its canonical
+    fields (subject, purpose, action, effective time, expiry, actor, source; times in UTC).
+
+    The same fact imported twice, from any file, is then one event. A line without an
+    effective time means "now", which is no fact of its own: its id also covers the file's
+    SHA-256 and its line number, so re-importing that same file appends nothing while the
+    same line in a later file (a second revoke after a re-grant) is a new event.
+    """
+    doc: dict[str, Any] = {}
+    for name in _ID_FIELDS:
+        value = getattr(event, name)
+        doc[name] = value.isoformat() if isinstance(value, datetime) else value
+    if event.effective_at is None:
+        doc["file_sha256"], doc["line"] = file_digest, line
+    return str(uuid.uuid5(IMPORT_ID_NAMESPACE, json.dumps(doc, sort_keys=True, ensure_ascii=False)))
 
 
 def read_events(path: str | Path) -> list[tuple[int, ConsentEvent]]:
@@ -49,6 +73,10 @@ def read_events(path: str | Path) -> list[tuple[int, ConsentEvent]]:
         parsed, problems = _parse_jsonl(text)
     else:
         raise ConfigError(f"{path}: unknown import format {suffix!r}; use .csv or .jsonl")
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    parsed = [(line, event if given else event.model_copy(
+                  update={"event_id": derived_event_id(event, file_digest=digest, line=line)}))
+              for line, event, given in parsed]
     problems += _repeated_ids(parsed)
     if not parsed and not problems:
         problems.append((0, "the file holds no events"))
@@ -59,7 +87,13 @@ def read_events(path: str | Path) -> list[tuple[int, ConsentEvent]]:
 
 def import_events(ledger: Ledger, path: str | Path) -> AppendResult:
     """Append every event of a file in one transaction, or none of them."""
-    parsed = read_events(path)
+    return append_events(ledger, path, read_events(path))
+
+
+def append_events(ledger: Ledger, path: str | Path,
+                  parsed: list[tuple[int, ConsentEvent]]) -> AppendResult:
+    """Append what `read_events` parsed from `path` (after the caller's own checks, such as
+    declared purposes), in one transaction; a conflict names the file's lines."""
     try:
         return ledger.append_many([event for _, event in parsed])
     except EventConflictError as exc:
@@ -87,6 +121,10 @@ def _read_text(path: Path) -> str:
         raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
 
 
+_Parsed = tuple[int, ConsentEvent, bool]
+"""(line number, event, whether the line gave its own event id)."""
+
+
 def _validate(line: int, record: dict[str, Any]) -> tuple[ConsentEvent | None, tuple[int, str] | None]:
     cleaned = {
         k: v for k, v in record.items() if v not in (None, "") and k not in LEDGER_ASSIGNED
@@ -97,7 +135,11 @@ def _validate(line: int, record: dict[str, Any]) -> tuple[ConsentEvent | None, t
         return None, (line, describe_validation_error(exc))
 
 
-def _parse_csv(text: str) -> tuple[list[tuple[int, ConsentEvent]], list[tuple[int, str]]]:
+def _gives_id(record: dict[str, Any]) -> bool:
+    return record.get("event_id") not in (None, "")
+
+
+def _parse_csv(text: str) -> tuple[list[_Parsed], list[tuple[int, str]]]:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
@@ -132,15 +174,16 @@ def _parse_csv(text: str) -> tuple[list[tuple[int, ConsentEvent]], list[tuple[in
         if len(row) != len(header):
             problems.append((line, f"expected {len(header)} fields, found {len(row)}"))
             continue
-        event, problem = _validate(line, dict(zip(header, row, strict=True)))
+        record = dict(zip(header, row, strict=True))
+        event, problem = _validate(line, record)
         if problem:
             problems.append(problem)
         else:
-            parsed.append((line, event))
+            parsed.append((line, event, _gives_id(record)))
     return parsed, problems
 
 
-def _parse_jsonl(text: str) -> tuple[list[tuple[int, ConsentEvent]], list[tuple[int, str]]]:
+def _parse_jsonl(text: str) -> tuple[list[_Parsed], list[tuple[int, str]]]:
     parsed, problems = [], []
     for line, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
@@ -157,7 +200,7 @@ def _parse_jsonl(text: str) -> tuple[list[tuple[int, ConsentEvent]], list[tuple[
         if problem:
             problems.append(problem)
         else:
-            parsed.append((line, event))
+            parsed.append((line, event, _gives_id(record)))
     return parsed, problems
 
 

@@ -129,6 +129,13 @@ class Ledger:
                 con, subject_id=subject_id, purpose=purpose, after_seq=after_seq, limit=limit
             )
 
+    def purposes(self) -> list[str]:
+        """Every purpose the ledger holds an event for, sorted (none without a file)."""
+        if not self.path.exists():
+            return []
+        with self._reader() as con:
+            return queries.purposes(con)
+
     def to_arrow(self) -> pa.Table:
         """Every event as an Arrow table (times as UTC), for exports."""
         with self._reader() as con:

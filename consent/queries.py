@@ -113,6 +113,11 @@ def events(
     return [row_to_event(r) for r in con.execute(sql, params).fetchall()]
 
 
+def purposes(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every purpose any event names, sorted."""
+    return [r[0] for r in con.execute("SELECT DISTINCT purpose FROM events ORDER BY purpose").fetchall()]
+
+
 def events_arrow(con: duckdb.DuckDBPyConnection) -> pa.Table:
     """Every event in sequence order, times labelled UTC so exports say what they hold."""
     table = con.sql(SELECT_EVENTS + " ORDER BY seq").to_arrow_table()

@@ -19,13 +19,16 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import tomlkit
 from pydantic import BaseModel, ValidationError
 
 from consentgen.errors import ConfigError
-from consentgen.home import data_home
-from pipelines.settings import PROFILES, BuildConfig
+from consentgen.files import atomic_output
+from consentgen.home import BUILD_FILE, data_home
+from pipelines.settings import DEFAULT_PURPOSE, PROFILES, BuildConfig, check_purpose
 
-BUILD_FILE = "consentgen.toml"
+__all__ = ["BUILD_FILE", "build_file_path", "declare_purposes", "declared_purposes", "load_config",
+           "read_build_file", "template", "write_template"]
 
 
 def build_file_path(home: str | os.PathLike[str] | None = None) -> Path:
@@ -103,6 +106,53 @@ def _problem(error: Any) -> str:
     if isinstance(given, (str, int, float, bool)) and error["type"] != "value_error":
         message += f" (got {given!r})"
     return f"{key}: {message}"
+
+
+# --- declared purposes ---------------------------------------------------------------
+
+
+def declared_purposes(home: str | os.PathLike[str] | None = None) -> list[str]:
+    """The purposes consent may be recorded for in this home: its build file's `purposes`.
+
+    A home made before build files existed has none: it declares the default purpose and
+    every purpose already on its ledger, so it keeps working as it did.
+    """
+    if build_file_path(home).is_file():
+        return list(load_config(None, home=home).purposes)
+    from consent import Ledger
+
+    return list(dict.fromkeys([DEFAULT_PURPOSE, *Ledger.at_home(home).purposes()]))
+
+
+def declare_purposes(home: str | os.PathLike[str] | None, purposes: list[str]) -> Path:
+    """Add `purposes` to the build file's `purposes`, keeping its comments and layout
+    (a home without a build file gets a small one that declares what it declared before
+    and these). Returns the file's path."""
+    for purpose in purposes:
+        try:
+            check_purpose(purpose)
+        except ValueError as exc:
+            raise ConfigError(f"cannot declare it: {exc}") from None
+    path = build_file_path(home)
+    known = declared_purposes(home)
+    if path.is_file():
+        doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    else:
+        doc = tomlkit.document()
+        doc.add(tomlkit.comment("consentgen build settings; every other key takes its preset's value"))
+        doc.add(tomlkit.comment("(`consentgen init` writes a commented file with every key)."))
+    mode = path.stat().st_mode & 0o777 if path.is_file() else None
+    listed = doc.get("purposes")
+    if isinstance(listed, list):
+        listed.extend(p for p in purposes if p not in listed)
+    else:
+        doc["purposes"] = [*known, *(p for p in purposes if p not in known)]
+    with atomic_output(path) as handle:
+        if mode is not None:  # as private as it was
+            os.fchmod(handle.fileno(), mode)
+        handle.write(tomlkit.dumps(doc))
+    load_config(None, home=home)  # what was written reads back (else the line names the key)
+    return path
 
 
 # --- the commented template ------------------------------------------------------------

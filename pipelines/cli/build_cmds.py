@@ -13,7 +13,7 @@ from rich.table import Table
 from consent import Ledger
 from consentgen.errors import ConfigError, ReleaseError, UnknownSubjectError
 from pipelines.catalog import Catalog, Release, ReleaseImage
-from pipelines.cli.common import HomeOption, console, resolve_home
+from pipelines.cli.common import HomeOption, check_consent_purpose, console, resolve_home
 from pipelines.buildfile import load_config
 from pipelines.settings import PROFILES, BuildConfig
 
@@ -127,6 +127,8 @@ def withdraw(
     ledger = Ledger.at_home(root)
     if not catalog.sources(subject_id=subject) and not ledger.events(subject_id=subject, limit=1):
         raise UnknownSubjectError(f"no subject {subject!r} in the catalog or the ledger at {root}")
+    if purpose is not None:  # an undeclared one is refused unless the subject has it on record
+        check_consent_purpose(root, "revoke", subject, purpose, flag=None)
     event = ledger.revoke(subject, purpose or config.purpose, source=OPERATOR_WITHDRAWAL_SOURCE,
                           actor=actor or os.environ.get("USER") or "operator")
     console.print(f"recorded #{event.seq} revoke of {subject} for {event.purpose} by {event.actor} "

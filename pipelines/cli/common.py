@@ -1,7 +1,10 @@
-"""What every command module shares: consoles, the home option, time parsing."""
+"""What every command module shares: consoles, the home option, time parsing, and the two
+checks every consent write passes (the home exists, the purpose is declared)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -10,8 +13,8 @@ import typer
 from rich.console import Console
 
 from consent.events import parse_utc
-from consentgen.errors import ConfigError
-from consentgen.home import HOME_ENV, data_home
+from consentgen.errors import ConfigError, UndeclaredPurposeError
+from consentgen.home import HOME_ENV, data_home, existing_home
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -21,9 +24,84 @@ HomeOption = Annotated[
     typer.Option("--home", envvar=HOME_ENV, help="Data home (default ./data).", show_default=False),
 ]
 
+NEW_PURPOSE_FLAG = "--new-purpose"
+
 
 def resolve_home(home: Path | None) -> Path:
-    return data_home(home)
+    """The data home of a command, which must exist: only `consentgen init` (and the demo,
+    which runs it) creates one, through `create_home`."""
+    return existing_home(home)
+
+
+@dataclass(frozen=True)
+class NewHome:
+    root: Path
+    ledger: Path
+    head_seq: int
+    head_hash: str
+    catalog: Path
+    build_file: Path
+    wrote_build_file: bool
+
+
+def create_home(home: Path | None) -> NewHome:
+    """Create the data home, its empty ledger and catalog, and the commented build file
+    (never overwriting one); idempotent. The one place a home comes into being."""
+    from consent import Ledger
+    from pipelines.buildfile import build_file_path, write_template
+    from pipelines.catalog import Catalog
+
+    root = data_home(home)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{root} is a file, not a folder for a data home")
+    root.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger.at_home(root)
+    head = ledger.init()
+    catalog = Catalog(root)
+    catalog.ensure_schema()
+    build_file = build_file_path(root)
+    wrote = write_template(build_file)
+    return NewHome(root, ledger.path, head.seq, head.hash, catalog.path, build_file, wrote)
+
+
+def require_declared(root: Path, purposes: Iterable[str], *, declare: bool = False,
+                     flag: str | None = NEW_PURPOSE_FLAG) -> list[str]:
+    """Refuse purposes the home does not declare, or (`declare`) declare them in its build
+    file; returns those newly declared.
+
+    Why: a grant or revoke for a misspelt purpose would otherwise be recorded forever
+    while the subject's real consent stays untouched. `flag` is the option that declares
+    one on purpose, named in the refusal (None where the command has none).
+    """
+    from pipelines.buildfile import build_file_path, declare_purposes, declared_purposes
+
+    asked = list(dict.fromkeys(purposes))
+    known = declared_purposes(root)
+    missing = [p for p in asked if p not in known]
+    if not missing:
+        return []
+    if declare:
+        declare_purposes(root, missing)
+        return missing
+    names = ", ".join(repr(p) for p in missing)
+    how = f"add it to purposes in {build_file_path(root)}" + (f" or pass {flag}" if flag else "")
+    raise UndeclaredPurposeError(
+        f"purpose{'s' if len(missing) > 1 else ''} {names} "
+        f"{'are' if len(missing) > 1 else 'is'} not declared (declared: {', '.join(known)}); {how}")
+
+
+def check_consent_purpose(root: Path, action: str, subject: str, purpose: str, *,
+                          declare: bool = False, flag: str | None = NEW_PURPOSE_FLAG) -> list[str]:
+    """`require_declared` for one grant or revoke, except that a revoke of consent the
+    subject has on record for the purpose always goes through: withdrawing consent is
+    never refused, whatever the build file declares now."""
+    if action == "revoke":
+        from consent import Ledger
+
+        ledger = Ledger.at_home(root)
+        if ledger.path.exists() and ledger.events(subject_id=subject, purpose=purpose, limit=1):
+            return []
+    return require_declared(root, [purpose], declare=declare, flag=flag)
 
 
 def parse_time(value: str | None, option: str) -> datetime | None:

@@ -8,11 +8,20 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from consent import ConsentEvent, Ledger, LedgerEvent, export, import_events
-from consent.exchange import EXPORTERS
-from consentgen.errors import LedgerIntegrityError
-from pipelines.catalog import Catalog
-from pipelines.cli.common import HomeOption, console, err_console, parse_time, resolve_home
+from consent import Action, ConsentEvent, Ledger, LedgerEvent, export, read_events
+from consent.exchange import EXPORTERS, append_events
+from consentgen.errors import ConsentgenError, LedgerIntegrityError, UndeclaredPurposeError
+from pipelines.buildfile import build_file_path, declared_purposes
+from pipelines.cli.common import (
+    HomeOption,
+    console,
+    create_home,
+    err_console,
+    check_consent_purpose,
+    parse_time,
+    require_declared,
+    resolve_home,
+)
 from pipelines.cli.erasure_cmds import erasure
 
 app = typer.Typer(help="Record, inspect and exchange consent.", no_args_is_help=True)
@@ -22,6 +31,8 @@ AtOption = Annotated[str | None, typer.Option("--at", help="ISO-8601 time with z
 EventIdOption = Annotated[
     str | None, typer.Option("--event-id", help="Idempotency key (default: a new UUID).")
 ]
+NewPurposeOption = Annotated[bool, typer.Option(
+    "--new-purpose", help="Declare the purpose in the build file first (one not declared yet).")]
 
 
 def _ledger(home: Path | None) -> Ledger:
@@ -37,20 +48,25 @@ def _describe(event: LedgerEvent) -> str:
 
 
 def init(home: HomeOption = None) -> None:
-    """Create the data home and an empty consent ledger (idempotent)."""
-    root = resolve_home(home)
-    root.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger.at_home(root)
-    head = ledger.init()
-    catalog = Catalog(root)
-    catalog.ensure_schema()
-    console.print(f"data home  {root}")
-    console.print(f"ledger     {ledger.path} (head {head.seq}, {head.hash[:16]}…)")
-    console.print(f"catalog    {catalog.path}")
+    """Create the data home: an empty consent ledger, the catalog and a commented build
+    file (`consentgen.toml`, never overwritten). Idempotent; the only command that
+    creates a home."""
+    made = create_home(home)
+    console.print(f"data home  {made.root}")
+    console.print(f"ledger     {made.ledger} (head {made.head_seq}, {made.head_hash[:16]}…)")
+    console.print(f"catalog    {made.catalog}")
+    console.print(f"build file {made.build_file} ({'written' if made.wrote_build_file else 'kept as it was'})")
+    console.print(f"purposes   {', '.join(declared_purposes(made.root))}")
+
+
+def _say_declared(root: Path, purposes: list[str]) -> None:
+    for purpose in purposes:
+        console.print(f"declared purpose {purpose} in {build_file_path(root)}")
 
 
 def _record(action: str, subject: str, purpose: str, at: str | None, event_id: str | None,
-            home: Path | None, **extra: str | None) -> LedgerEvent:
+            home: Path | None, new_purpose: bool = False, **extra: str | None) -> LedgerEvent:
+    root = resolve_home(home)
     fields = {
         "subject_id": subject,
         "purpose": purpose,
@@ -60,9 +76,14 @@ def _record(action: str, subject: str, purpose: str, at: str | None, event_id: s
     }
     if event_id is not None:
         fields["event_id"] = event_id
-    event = _ledger(home).append(ConsentEvent.parse(fields))
-    console.print(f"recorded {_describe(event)}")
-    return event
+    asked = ConsentEvent.parse(fields)
+    ledger = Ledger.at_home(root)
+    _say_declared(root, check_consent_purpose(root, asked.action.value, asked.subject_id,
+                                              asked.purpose, declare=new_purpose))
+    result = ledger.append_many([asked])
+    console.print(f"{'recorded' if result.appended else 'already recorded'} {_describe(result.event)}")
+    console.print(f"ledger {ledger.path} (head {result.head.seq})")
+    return result.event
 
 
 @app.command()
@@ -74,10 +95,11 @@ def grant(
     event_id: EventIdOption = None,
     actor: Annotated[str, typer.Option("--actor", help="Who recorded it.")] = "cli",
     source: Annotated[str, typer.Option("--source", help="Form version or receipt id.")] = "",
+    new_purpose: NewPurposeOption = False,
     home: HomeOption = None,
 ) -> None:
-    """Record that SUBJECT grants consent for a purpose."""
-    _record("grant", subject, purpose, at, event_id, home,
+    """Record that SUBJECT grants consent for a declared purpose."""
+    _record("grant", subject, purpose, at, event_id, home, new_purpose,
             expires_at=parse_time(expires, "--expires"), actor=actor, source=source)
 
 
@@ -89,13 +111,15 @@ def revoke(
     event_id: EventIdOption = None,
     actor: Annotated[str, typer.Option("--actor", help="Who recorded it.")] = "cli",
     source: Annotated[str, typer.Option("--source", help="Form version or receipt id.")] = "",
+    new_purpose: NewPurposeOption = False,
     home: HomeOption = None,
 ) -> None:
     """Record that SUBJECT withdraws consent for a purpose (may be back-dated with --at),
     and withdraw their published images at once (the rebuild waits for a build)."""
     from pipelines.cli.reconcile_cmds import reconcile_subject
 
-    event = _record("revoke", subject, purpose, at, event_id, home, actor=actor, source=source)
+    event = _record("revoke", subject, purpose, at, event_id, home, new_purpose,
+                    actor=actor, source=source)
     reconcile_subject(resolve_home(home), subject, effective_at=event.effective_at)
 
 
@@ -107,6 +131,7 @@ def status(
     home: HomeOption = None,
 ) -> None:
     """Print `granted` or `not granted`, and the event that decides it."""
+    _note_undeclared(home, purpose)
     state = _ledger(home).state(subject, purpose, parse_time(at, "--at"))
     verdict = "granted" if state.granted else "not granted"
     console.print(f"{verdict} ({state.status.dpv} at {state.at.isoformat()})")
@@ -119,6 +144,7 @@ def status(
 @app.command()
 def eligible(purpose: PurposeOption, at: AtOption = None, home: HomeOption = None) -> None:
     """Subjects whose consent for the purpose holds, one a line."""
+    _note_undeclared(home, purpose)
     for subject in _ledger(home).eligible(purpose, parse_time(at, "--at")):
         typer.echo(subject)
 
@@ -126,14 +152,51 @@ def eligible(purpose: PurposeOption, at: AtOption = None, home: HomeOption = Non
 @app.command("import")
 def import_(
     file: Annotated[Path, typer.Argument(help="A .csv or .jsonl file of events.")],
+    new_purpose: Annotated[bool, typer.Option(
+        "--new-purpose", help="Declare the file's undeclared purposes in the build file.")] = False,
     home: HomeOption = None,
 ) -> None:
-    """Append every event of FILE, or none if any line is bad (all are reported)."""
-    result = import_events(_ledger(home), file)
+    """Append every event of FILE, or none if any line is bad (all are reported). Lines
+    without an event id get one derived from their content: a file imported twice is
+    appended once."""
+    root = resolve_home(home)
+    ledger = Ledger.at_home(root)
+    parsed = read_events(file)
+    try:
+        _check_import_purposes(root, ledger, parsed, new_purpose)
+    except UndeclaredPurposeError as exc:
+        raise UndeclaredPurposeError(f"{file}: nothing imported: {exc}") from None
+    result = append_events(ledger, file, parsed)
     console.print(
-        f"imported {len(result.appended)} event(s), {len(result.already_present)} already present; "
-        f"head {result.head.seq} {result.head.hash[:16]}…"
+        f"{len(result.appended)} appended, {len(result.already_present)} already recorded; "
+        f"ledger {ledger.path} (head {result.head.seq} {result.head.hash[:16]}…)"
     )
+
+
+def _check_import_purposes(root: Path, ledger: Ledger, parsed: list[tuple[int, ConsentEvent]],
+                           new_purpose: bool) -> None:
+    """Every purpose of the file declared, except revokes of consent on record (as for
+    `consent revoke`); the ledger is asked only about revokes of undeclared purposes."""
+    undeclared = {e.purpose for _, e in parsed} - set(declared_purposes(root))
+    if not undeclared:
+        return
+    revokes = {(e.subject_id, e.purpose) for _, e in parsed
+               if e.action is Action.REVOKE and e.purpose in undeclared}
+    on_record = {pair for pair in revokes if ledger.path.exists()
+                 and ledger.events(subject_id=pair[0], purpose=pair[1], limit=1)}
+    asked = [e.purpose for _, e in parsed
+             if not (e.action is Action.REVOKE and (e.subject_id, e.purpose) in on_record)]
+    _say_declared(root, require_declared(root, asked, declare=new_purpose))
+
+
+def _note_undeclared(home: Path | None, purpose: str) -> None:
+    """A read for a purpose nobody declared answers "not granted" for everyone: say why."""
+    try:
+        known = declared_purposes(resolve_home(home))
+    except ConsentgenError:
+        return  # the read itself reports a missing home; a broken build file is build's to report
+    if purpose not in known:
+        err_console.print(f"note: purpose {purpose!r} is not declared (declared: {', '.join(known)})")
 
 
 @app.command("export")

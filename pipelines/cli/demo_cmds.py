@@ -16,7 +16,7 @@ from pathlib import Path
 from consent import Ledger
 from consentgen.errors import ConsentgenError
 from pipelines.catalog import Catalog, ModelRecord, ReleaseImage, ShardModel
-from pipelines.cli.common import HomeOption, console, resolve_home
+from pipelines.cli.common import HomeOption, console, create_home
 from pipelines.demo.consent import DEMO_PURPOSE, SIMULATION_NOTICE, simulate_consent
 from pipelines.settings import BuildConfig
 
@@ -32,7 +32,7 @@ def demo(home: HomeOption = None) -> None:
     from pipelines.steps.reconcile import reconcile
 
     started = time.perf_counter()
-    root = resolve_home(home)
+    root = create_home(home).root  # the demo makes its own home, as `consentgen init` does
     console.print(f"[bold yellow]{SIMULATION_NOTICE}[/]")
     ledger = Ledger.at_home(root)
     ledger.init()
