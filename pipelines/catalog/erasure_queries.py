@@ -22,22 +22,58 @@ def _marks(values: Collection[object]) -> str:
     return ", ".join("?" * len(values))
 
 
+# --- img2img: conditioning sets ------------------------------------------------------
+
+CONDITIONING_PREFIX = "img2img:"
+"""How an img2img shard's conditioning set is told from a checkpoint: its `shard_models`
+fingerprint starts with this. A set trained nothing and holds no pixels (its folder is a
+manifest of record ids), so erasure deletes no set: it deletes the candidates conditioned
+on the subject's records (`candidates.conditioned_on`), which are the lineage there is."""
+
+_SETS = ("(SELECT model_version FROM shard_models "
+         f"WHERE starts_with(fingerprint, '{CONDITIONING_PREFIX}'))")
+"""SQL: the model versions that are conditioning sets."""
+
+_CONDITIONED = """(SELECT c.candidate_id, c.model_version, c.conditioned_on, r.subject_id
+    FROM candidates c JOIN model_records r
+      ON r.model_version = c.model_version AND r.record_id = c.conditioned_on)"""
+"""SQL: each conditioned candidate (one row per build that drew or reused it) with the one
+subject behind it."""
+
+_IMAGE_ON_SUBJECT = """EXISTS (SELECT 1 FROM model_records mr
+    WHERE mr.subject_id = $s AND mr.model_version = i.model_version
+      AND coalesce((SELECT any_value(c.conditioned_on) FROM candidates c
+                    WHERE c.candidate_id = i.candidate_id), mr.record_id) = mr.record_id)"""
+"""SQL: release image `i` stands on subject `$s`: its model saw them, or (img2img) it was
+conditioned on one of their records."""
+
+
+def is_conditioning_set(model: ShardModel) -> bool:
+    return model.fingerprint.startswith(CONDITIONING_PREFIX)
+
+
 # --- who still has something on disk -------------------------------------------------
 
 
 def standing_subjects(catalog: Catalog, subject_id: str | None = None) -> set[str]:
-    """Subjects with a source row, or a checkpoint that trained on them and whose erasure
-    is not recorded for them: the only ones an erasure pass needs to look at."""
+    """Subjects with a source row, a checkpoint that trained on them, or an img2img candidate
+    conditioned on one of their records, whose erasure is not recorded for them: the only
+    ones an erasure pass needs to look at."""
     only = "AND subject_id = ?" if subject_id else ""
-    params = [subject_id, subject_id] if subject_id else []
+    params = [subject_id] * 3 if subject_id else []
     with catalog.read() as con:
         rows = con.execute(
             f"""
             SELECT subject_id FROM sources WHERE true {only}
             UNION
-            SELECT subject_id FROM model_records r WHERE true {only} AND NOT EXISTS (
+            SELECT subject_id FROM model_records r WHERE true {only}
+              AND r.model_version NOT IN {_SETS} AND NOT EXISTS (
                 SELECT 1 FROM erasures e WHERE e.kind = 'checkpoint'
                 AND e.ref = r.model_version AND e.subject_id = r.subject_id)
+            UNION
+            SELECT subject_id FROM {_CONDITIONED} k WHERE true {only} AND NOT EXISTS (
+                SELECT 1 FROM erasures e WHERE e.kind = 'candidate'
+                AND e.ref = k.candidate_id AND e.subject_id = k.subject_id)
             """, params).fetchall()
     return {r[0] for r in rows}
 
@@ -83,7 +119,8 @@ class TrainedOn(NamedTuple):
 
 
 def models_trained_on(catalog: Catalog, subjects: Collection[str]) -> list[TrainedOn]:
-    """Every recorded checkpoint that saw one of `subjects`, once per (subject, model)."""
+    """Every recorded checkpoint that saw one of `subjects`, once per (subject, model); an
+    img2img conditioning set is none (`CONDITIONING_PREFIX`)."""
     if not subjects:
         return []
     columns = ShardModel.columns()
@@ -91,7 +128,9 @@ def models_trained_on(catalog: Catalog, subjects: Collection[str]) -> list[Train
         rows = con.execute(
             f"SELECT DISTINCT r.subject_id, {', '.join('m.' + c for c in columns)} "
             "FROM model_records r JOIN shard_models m USING (model_version) "
-            f"WHERE r.subject_id IN ({_marks(subjects)}) ORDER BY m.model_version, r.subject_id",
+            f"WHERE r.subject_id IN ({_marks(subjects)}) "
+            f"AND NOT starts_with(m.fingerprint, '{CONDITIONING_PREFIX}') "
+            "ORDER BY m.model_version, r.subject_id",
             sorted(subjects)).fetchall()
     return [TrainedOn(r[0], ShardModel(**dict(zip(columns, r[1:], strict=True)))) for r in rows]
 
@@ -126,6 +165,28 @@ def candidates_of_models(catalog: Catalog, versions: Collection[str]) -> list[Ca
     found = catalog.select(Candidate, f"WHERE model_version IN ({_marks(versions)}) "
                            "ORDER BY candidate_id", sorted(versions))
     return list({c.candidate_id: c for c in found}.values())
+
+
+class ConditionedOn(NamedTuple):
+    subject_id: str
+    candidate: Candidate
+
+
+def candidates_conditioned_on(catalog: Catalog, subjects: Collection[str]) -> list[ConditionedOn]:
+    """Every img2img candidate conditioned on a record of one of `subjects` (flagged ones
+    and replacements included), once per candidate id: exactly their images, no others."""
+    if not subjects:
+        return []
+    columns = Candidate.columns()
+    with catalog.read() as con:
+        rows = con.execute(
+            f"SELECT k.subject_id, {', '.join('c.' + n for n in columns)} FROM {_CONDITIONED} k "
+            "JOIN candidates c USING (candidate_id) "
+            f"WHERE k.subject_id IN ({_marks(subjects)}) ORDER BY c.candidate_id, c.snapshot_id",
+            sorted(subjects)).fetchall()
+    found = {r[1]: ConditionedOn(r[0], Candidate(**dict(zip(columns, r[1:], strict=True))))
+             for r in rows}
+    return list(found.values())
 
 
 # --- the record of erasure -------------------------------------------------------------
@@ -196,14 +257,14 @@ class WithdrawnImage(NamedTuple):
 
 
 def withdrawals_touching(catalog: Catalog, subject_id: str) -> list[WithdrawnImage]:
-    """Withdrawn images whose row names the subject or whose model trained on them."""
+    """Withdrawn images whose row names the subject or that stood on them (their model
+    trained on them, or the image was conditioned on one of their records)."""
     columns = Withdrawal.columns()
     with catalog.read() as con:
         rows = con.execute(
             f"SELECT {', '.join('w.' + c for c in columns)}, i.file_name, i.model_version "
             "FROM withdrawals w LEFT JOIN release_images i USING (version, image_id) "
-            "WHERE w.subject_id = $s OR i.model_version IN "
-            "(SELECT model_version FROM model_records WHERE subject_id = $s) "
+            f"WHERE w.subject_id = $s OR {_IMAGE_ON_SUBJECT} "
             "ORDER BY w.version, w.withdrawn_at, w.image_id", {"s": subject_id}).fetchall()
     out = []
     for r in rows:
@@ -220,13 +281,13 @@ class PublishedImage(NamedTuple):
 
 
 def published_on(catalog: Catalog, subject_id: str) -> list[PublishedImage]:
-    """Images of any release whose model saw the subject and that have no withdrawal row
-    (whether their file is still there is for the caller to look)."""
+    """Images of any release that stand on the subject (their model saw them, or they were
+    conditioned on one of their records) and that have no withdrawal row (whether their
+    file is still there is for the caller to look)."""
     with catalog.read() as con:
         rows = con.execute(
             "SELECT i.version, i.image_id, i.file_name, r.release_path FROM release_images i "
-            "JOIN releases r USING (version) WHERE i.model_version IN "
-            "(SELECT model_version FROM model_records WHERE subject_id = ?) AND NOT EXISTS "
+            f"JOIN releases r USING (version) WHERE {_IMAGE_ON_SUBJECT} AND NOT EXISTS "
             "(SELECT 1 FROM withdrawals w WHERE w.version = i.version AND w.image_id = i.image_id) "
-            "ORDER BY i.version, i.image_id", [subject_id]).fetchall()
+            "ORDER BY i.version, i.image_id", {"s": subject_id}).fetchall()
     return [PublishedImage(*r) for r in rows]

@@ -11,7 +11,9 @@ What: their source PNGs, except one whose pixels (sources are content-addressed,
 file) a record of a subject who stays still holds; every checkpoint that trained on them
 (such a model is stale for good: a model that saw a subject no longer eligible is never
 used again, so the next build of its shard retrains); those checkpoints' candidates,
-flagged near-copies included; and leftover temp folders of crashed publishes and
+flagged near-copies included; every img2img candidate conditioned on one of their
+records (and no other: an img2img shard's conditioning set trained nothing and holds no
+pixels, so it is not erased); and leftover temp folders of crashed publishes and
 trainings. Published images are the reconcile's to withdraw, before this runs.
 
 The catalog keeps ids, hashes and times (`erasures`) as the record of erasure and drops
@@ -43,6 +45,7 @@ from consentgen.files import fsync_dir
 from consentgen.home import MODELS_DIR
 from pipelines.catalog import Catalog, Erasure
 from pipelines.catalog.erasure_queries import (
+    candidates_conditioned_on,
     candidates_of_models,
     content_still_needed,
     erasure_keys,
@@ -271,8 +274,14 @@ class _Pass:
         self._erase_each(Kind.CHECKPOINT, seen, paths, {})
 
     def candidates(self, versions: dict[str, set[str]]) -> None:
+        """Delete the erased checkpoints' candidates, and every img2img candidate conditioned
+        on one of the subjects' records (exactly those: a conditioning set's other images
+        stand on other people only)."""
         found = candidates_of_models(self.catalog, versions)
-        seen = {c.candidate_id: versions[c.model_version] for c in found}
+        seen = {c.candidate_id: set(versions[c.model_version]) for c in found}
+        for subject, c in candidates_conditioned_on(self.catalog, self.subjects):
+            seen.setdefault(c.candidate_id, set()).add(subject)
+            found.append(c)
         paths = {c.candidate_id: c.image_path for c in found}
         hashes = {c.candidate_id: _pixel_hash(self.home / c.image_path) for c in found}
         self._erase_each(Kind.CANDIDATE, seen, paths, hashes)

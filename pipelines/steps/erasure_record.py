@@ -21,6 +21,7 @@ from consentgen.errors import UnknownSubjectError
 from pipelines.catalog import Catalog
 from pipelines.catalog.erasure_queries import (
     WithdrawnImage,
+    candidates_conditioned_on,
     candidates_of_models,
     content_still_needed,
     erasures,
@@ -143,6 +144,8 @@ def _remains(catalog: Catalog, subject_id: str, verdict: ConsentEnd) -> list[Rem
             "for the build's purpose is never used again)")
         out.append(Remaining(kind="checkpoint", ref=version, path=model.model_path, why=why))
     left = [c for c in candidates_of_models(catalog, models) if (home / c.image_path).exists()]
+    left += [k.candidate for k in candidates_conditioned_on(catalog, {subject_id})
+             if (home / k.candidate.image_path).exists()]
     by_model: dict[str, int] = defaultdict(int)
     for c in left:
         by_model[c.model_version] += 1
