@@ -47,7 +47,7 @@ def test_the_documented_forms(home: Path, tmp_path: Path) -> None:
 
     events = tmp_path / "more.csv"
     events.write_text("subject_id,purpose,action,effective_at\ncarol,synthetic-training,grant,2026-01-01T00:00:00Z\n")
-    assert "imported 1 event" in ok(home, "consent", "import", str(events))
+    assert "1 appended, 0 already recorded" in ok(home, "consent", "import", str(events))
     for fmt, name in [("jsonl", "e.jsonl"), ("parquet", "e.parquet"), ("iso27560", "r.jsonl")]:
         ok(home, "consent", "export", "--format", fmt, "-o", str(tmp_path / name))
         assert (tmp_path / name).stat().st_size > 0

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from pipelines.catalog import Catalog
@@ -14,6 +15,12 @@ from pipelines.cli import app
 from tests import files as f
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def initialised(home: Path) -> None:
+    """Only `consentgen init` creates a home: every test here ingests into one."""
+    assert runner.invoke(app, ["init"]).exit_code == 0
 
 
 def make_folder(tmp_path: Path) -> tuple[Path, Path]:
