@@ -27,6 +27,7 @@ def free_port() -> int:
 def test_ui_serves_the_asset_graph(home: Path) -> None:
     port = free_port()
     env = {**os.environ, "CONSENTGEN_HOME": str(home), "CONSENTGEN_PROFILE": "test"}
+    subprocess.run([CLI, "init"], env=env, capture_output=True, check=True, timeout=120)
     proc = subprocess.Popen([CLI, "ui", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
