@@ -7,10 +7,15 @@ demo invents both and says so: subject ids are `sim-0000`, `sim-0001`, ..., and 
 catalog row ingested from the demo manifest has `simulated = true`.
 
 Subjects are drawn with a fixed seed (`DEMO_SEED`), so every machine gets the same
-mapping: within each label the files are shuffled and cut into runs of 2 to 8 slices,
-each run one simulated subject (a subject's slices share a label, as a patient's scans
-of one study would), and the subjects are then numbered in a shuffled order so the id
-says nothing about the label.
+mapping, and from WHOLE groups of near-identical slices (`pipelines.demo.groups`: the
+groups the near-duplicate audit itself finds, shipped as ``br35h_groups.json``): no two
+simulated subjects share a slice, so the holdout, the calibration negatives and the
+training set never hold copies of each other. Within each label the groups are shuffled
+and packed into subjects of at least 2 to 8 slices (a group larger than that is one
+subject by itself; a subject's slices share a label, as a patient's scans of one study
+would, except for the few groups Br35H files under both labels, each its own subject),
+and the subjects are then numbered in a shuffled order so the id says nothing about
+the label.
 
 For the `consentgen demo` command (and anyone else):
 
@@ -38,12 +43,14 @@ from pathlib import Path
 
 from consentgen.errors import ConfigError
 from consentgen.files import atomic_output
+from pipelines.demo.groups import shipped_groups
 
 DEMO_SEED = 20_240_604
 LABELS = {"yes": 1, "no": 0}
 """Br35H folder name -> label: yes = tumour = 1, no = no tumour = 0."""
 SUBJECT_PREFIX = "sim-"
 SLICES_PER_SUBJECT = (2, 8)
+"""Least slices of a simulated subject, drawn per subject (whole groups may exceed it)."""
 
 
 @dataclass(frozen=True)
@@ -75,31 +82,51 @@ def demo_slices(seed: int = DEMO_SEED) -> list[DemoSlice]:
 
 @lru_cache(maxsize=4)
 def _slices(root: Path, seed: int) -> tuple[DemoSlice, ...]:
-    rng = random.Random(seed)
-    runs: list[tuple[int, list[str]]] = []
-    for folder, label in sorted(LABELS.items()):
-        names = sorted(
-            f"{folder}/{entry.name}" for entry in os.scandir(root / folder) if entry.is_file()
-        )
-        rng.shuffle(names)
-        while names:
-            size = rng.randint(*SLICES_PER_SUBJECT)
-            runs.append((label, names[:size]))
-            names = names[size:]
-    rng.shuffle(runs)
+    runs = subject_runs(shipped_groups(root), seed)
     width = max(4, len(str(len(runs) - 1)))
     slices = [
         DemoSlice(
             path=root / relpath,
             relpath=relpath,
-            label=label,
+            label=LABELS[relpath.split("/", 1)[0]],
             subject_id=f"{SUBJECT_PREFIX}{number:0{width}d}",
             record_id=f"br35h/{relpath.rsplit('.', 1)[0]}",
         )
-        for number, (label, relpaths) in enumerate(runs)
+        for number, relpaths in enumerate(runs)
         for relpath in relpaths
     ]
     return tuple(sorted(slices, key=lambda s: s.relpath))
+
+
+def subject_runs(groups: list[list[str]], seed: int = DEMO_SEED) -> list[list[str]]:
+    """Whole groups packed into simulated subjects: each run is one subject's slices.
+
+    Groups of one label are packed with others of that label until the subject holds
+    at least a drawn 2-8 slices; a group filed under both labels is a subject alone.
+    """
+    rng = random.Random(seed)
+    pools: dict[str, list[list[str]]] = {}
+    for group in groups:
+        folders = {name.split("/", 1)[0] for name in group}
+        pools.setdefault(folders.pop() if len(folders) == 1 else "", []).append(sorted(group))
+    runs: list[list[str]] = []
+    for folder, pool in sorted(pools.items()):
+        pool.sort()
+        rng.shuffle(pool)
+        if not folder:  # both labels: never packed with another group
+            runs += pool
+            continue
+        current: list[str] = []
+        target = rng.randint(*SLICES_PER_SUBJECT)
+        for group in pool:
+            current += group
+            if len(current) >= target:
+                runs.append(sorted(current))
+                current, target = [], rng.randint(*SLICES_PER_SUBJECT)
+        if current:
+            runs.append(sorted(current))
+    rng.shuffle(runs)
+    return runs
 
 
 def demo_subject_ids(seed: int = DEMO_SEED) -> list[str]:

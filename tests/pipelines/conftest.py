@@ -19,14 +19,15 @@ PURPOSE = "synthetic-training"
 
 
 def pick_subjects(n_per_label: int) -> list[str]:
-    """Subjects with the most slices, half of them per label (a stable choice)."""
+    """Subjects of about 7 slices, half of them per label (a stable choice; the demo's
+    subjects are whole groups of near-identical slices, some of them 80 slices big)."""
     by_subject: dict[str, list] = {}
     for s in demo_slices():
         by_subject.setdefault(s.subject_id, []).append(s)
     chosen = []
-    for label in (0, 1):
-        ranked = sorted((sid for sid, ss in by_subject.items() if ss[0].label == label),
-                        key=lambda sid: (-len(by_subject[sid]), sid))
+    for label in ("0", "1"):
+        ranked = sorted((sid for sid, ss in by_subject.items() if {str(s.label) for s in ss} == {label}),
+                        key=lambda sid: (abs(len(by_subject[sid]) - 7), sid))
         chosen += ranked[:n_per_label]
     return sorted(chosen)
 
