@@ -1,4 +1,5 @@
-"""Diffusion generators: train and sample class-conditional DDPMs per SISA shard, img2img.
+"""Diffusion generators: train and sample DDPMs per SISA shard (class-conditional, or
+unconditional with num_classes None), img2img.
 
 Never imports dagster, duckdb, `pipelines`, `consent` or `validation`: the API takes
 numpy arrays and labels and returns numpy arrays, so it is tested alone. Names below are
@@ -7,8 +8,8 @@ re-exported lazily, so `from generators.shards import shard_of` does not import 
 Public API (module: signature)
 
 generators.config
-    DiffusionConfig(preset="small"|"tiny"|"base", image_size=32 (8..64), channels=1|3,
-        num_classes, epochs=None|train_steps=None (neither: 10 epochs), batch_size=64,
+    DiffusionConfig(preset="small"|"tiny"|"base", image_size=32 (8..256), channels=1|3,
+        num_classes: int | None (None: unconditional), epochs=None|train_steps=None (neither: 10 epochs), batch_size=64,
         lr=1e-3, lr_warmup_steps=20, ema=True, ema_decay=0.999, schedule="cosine"|"linear",
         train_timesteps=1000, sample_steps=50, seed=0, mixed_precision=True,
         dp: DPConfig | None = None)
@@ -20,7 +21,7 @@ generators.shards
     shard_of(subject_id: str, k: int) -> int            SHA-256 based, pinned by tests
 generators.training
     train_diffusion(images: np.ndarray uint8 [N,H,W] | [N,C,H,W] | [N,H,W,C],
-        labels: np.ndarray int [N], config: DiffusionConfig, *, record_ids: Sequence[str],
+        labels: np.ndarray int [N] | None, config: DiffusionConfig, *, record_ids: Sequence[str],
         progress: bool | None = None) -> TrainedGenerator
 generators.trained
     TrainedGenerator(unet, record: TrainingRecord, checkpoint: CheckpointMeta | None)
@@ -43,12 +44,12 @@ generators.labels
     class_balanced_labels(n, classes) -> np.ndarray int64   the distinct classes, ascending,
         cycled: each class's count differs by at most one (the build's per-shard labels)
 generators.balanced
-    shard_plan(models, n, num_classes) -> dict[shard, labels]   which shard draws which class
-    generate_balanced(models: Mapping[int, TrainedGenerator], n: int, num_classes: int,
+    shard_plan(models, n, num_classes | None) -> dict[shard, labels]   which shard draws which class
+    generate_balanced(models: Mapping[int, TrainedGenerator], n: int, num_classes: int | None,
         seed: int, *, steps=None, batch_size=64, bf16=None, progress=None) -> GeneratedImages
     GeneratedImages(images, labels, shards, versions, seeds)   row i = lineage of image i
 generators.membership
-    per_sample_loss(generator: TrainedGenerator, images, labels, timestep: int, seed: int, *,
+    per_sample_loss(generator: TrainedGenerator, images, labels | None, timestep: int, seed: int, *,
         batch_size: int = 256) -> np.ndarray float64 [N]
 generators.img2img
     Img2ImgGenerator.load(config: Img2ImgConfig) -> Img2ImgGenerator

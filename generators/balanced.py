@@ -41,12 +41,14 @@ class GeneratedImages:
 
 
 def shard_plan(
-    models: Mapping[int, TrainedGenerator], n: int, num_classes: int
+    models: Mapping[int, TrainedGenerator], n: int, num_classes: int | None
 ) -> dict[int, list[int]]:
-    """Which labels each shard generates: `n` images, class-balanced, over shards that know the class."""
+    """Which labels each shard generates: `n` images, class-balanced, over shards that know
+    the class (`num_classes` None: unconditional models, every image class 0)."""
     plan: dict[int, list[int]] = {shard: [] for shard in sorted(models)}
-    counts = Counter(class_balanced_labels(n, range(num_classes)).tolist())
-    for label in range(num_classes):
+    classes = num_classes or 1
+    counts = Counter(class_balanced_labels(n, range(classes)).tolist())
+    for label in range(classes):
         wanted = counts[label]
         able = [s for s in sorted(models) if models[s].record.class_counts[label] > 0]
         if wanted and not able:
@@ -59,7 +61,7 @@ def shard_plan(
 def generate_balanced(
     models: Mapping[int, TrainedGenerator],
     n: int,
-    num_classes: int,
+    num_classes: int | None,
     seed: int,
     *,
     steps: int | None = None,
@@ -67,7 +69,8 @@ def generate_balanced(
     bf16: bool | None = None,
     progress: bool | None = None,
 ) -> GeneratedImages:
-    """`n` class-balanced images drawn from all shard `models` (keyed by shard number)."""
+    """`n` class-balanced images drawn from all shard `models` (keyed by shard number);
+    `num_classes` None for unconditional models."""
     if not models or n < 1:
         raise GeneratorError(
             f"generate_balanced needs n >= 1 and shard models (n={n}, {len(models)} models)"

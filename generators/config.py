@@ -53,7 +53,10 @@ class DPConfig(_Frozen):
 
 
 class DiffusionConfig(_Frozen):
-    """Everything that decides how a class-conditional DDPM is trained and sampled.
+    """Everything that decides how a DDPM is trained and sampled.
+
+    `num_classes` None is an unconditional model (no class embedding; its images have the
+    one implicit class 0), else a class-conditional one over classes 0..num_classes-1.
 
     Give `epochs` or `train_steps` (not both); with neither, `epochs` is
     `DEFAULT_EPOCHS`. `sample_steps` is the default number of DDIM steps at sampling.
@@ -62,9 +65,9 @@ class DiffusionConfig(_Frozen):
     """
 
     preset: Preset = "small"
-    image_size: int = Field(default=32, ge=8, le=64)
+    image_size: int = Field(default=32, ge=8, le=256)
     channels: Literal[1, 3] = 1
-    num_classes: int = Field(ge=1, le=1000)
+    num_classes: int | None = Field(ge=1, le=1000)
     epochs: int | None = Field(default=None, ge=1)
     train_steps: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=64, ge=1)
@@ -89,6 +92,15 @@ class DiffusionConfig(_Frozen):
         ):
             return {**data, "epochs": DEFAULT_EPOCHS}
         return data
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes is not None
+
+    @property
+    def n_classes(self) -> int:
+        """Class indices a label may take: num_classes, or the one class 0 when unconditional."""
+        return self.num_classes or 1
 
     @model_validator(mode="after")
     def _consistent(self) -> DiffusionConfig:

@@ -23,13 +23,14 @@ from generators.training import denoising_loss
 def per_sample_loss(
     generator: TrainedGenerator,
     images: np.ndarray,
-    labels: np.ndarray,
+    labels: np.ndarray | None,
     timestep: int,
     seed: int,
     *,
     batch_size: int = 256,
 ) -> np.ndarray:
-    """float64 [N]: each image's epsilon-prediction MSE at `timestep` (float32 compute)."""
+    """float64 [N]: each image's epsilon-prediction MSE at `timestep` (float32 compute);
+    `labels` may be None (all class 0) for an unconditional model."""
     config = generator.config
     if not 0 <= timestep < config.train_timesteps:
         raise GeneratorInputError(
@@ -37,7 +38,9 @@ def per_sample_loss(
         )
     configure_threads()
     clean = images_to_tensor(images, channels=config.channels, image_size=config.image_size)
-    targets = labels_to_tensor(labels, count=clean.shape[0], num_classes=config.num_classes)
+    if labels is None:
+        labels = np.zeros(clean.shape[0], dtype=np.int64)
+    targets = labels_to_tensor(labels, count=clean.shape[0], num_classes=config.n_classes)
     noise = torch.randn(clean.shape, generator=torch.Generator(device="cpu").manual_seed(seed))
     scheduler = training_scheduler(config)
     unet = generator.unet
@@ -52,7 +55,7 @@ def per_sample_loss(
                     unet,
                     scheduler,
                     clean[part].to(unet.device),
-                    targets[part].to(unet.device),
+                    targets[part].to(unet.device) if config.conditional else None,
                     noise[part].to(unet.device),
                     t,
                 )

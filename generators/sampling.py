@@ -1,4 +1,4 @@
-"""Sampling a trained class-conditional DDPM with deterministic DDIM.
+"""Sampling a trained DDPM (class-conditional or unconditional) with deterministic DDIM.
 
 The initial noise for all `n` images is drawn at once from `seed` on the CPU, so an
 image depends on its seed and position only, not on the batch size or the device that
@@ -35,7 +35,8 @@ def sample(
 ) -> np.ndarray:
     """`n` images as uint8 [n,H,W] (grey) or [n,H,W,C] (colour), DDIM in `steps` steps.
 
-    `labels` None gives class-balanced labels (`class_balanced_labels`). `steps` None uses the
+    `labels` None gives class-balanced labels (`class_balanced_labels`); an unconditional
+    model's only class is 0. `steps` None uses the
     config's `sample_steps`. `bf16` None autocasts the UNet to bfloat16 where the hardware
     runs it natively (AVX-512 BF16/AMX CPUs, recent GPUs). Measured on a 2-core AVX-512
     CPU (bench/generators.py): 1.3-1.8x faster for the conv-only `small` preset, UNet
@@ -47,8 +48,8 @@ def sample(
         raise GeneratorInputError(
             f"need n >= 0 and batch_size >= 1, got n={n}, batch_size={batch_size}"
         )
-    chosen = class_balanced_labels(n, range(config.num_classes)) if labels is None else labels
-    targets = labels_to_tensor(chosen, count=n, num_classes=config.num_classes)
+    chosen = class_balanced_labels(n, range(config.n_classes)) if labels is None else labels
+    targets = labels_to_tensor(chosen, count=n, num_classes=config.n_classes)
     steps = config.sample_steps if steps is None else steps
     if not 1 <= steps <= config.train_timesteps:
         raise GeneratorInputError(f"steps must lie in [1, {config.train_timesteps}], got {steps}")
@@ -74,7 +75,7 @@ def sample(
     with bar, torch.inference_mode():
         for start in range(0, n, batch_size):
             x = noise[start : start + batch_size].to(device)
-            y = targets[start : start + batch_size].to(device)
+            y = targets[start : start + batch_size].to(device) if config.conditional else None
             for t in scheduler.timesteps:
                 with autocast:
                     eps = unet(x, t.to(device), class_labels=y).sample

@@ -45,8 +45,8 @@ class TrainingRecord(BaseModel):
 
     @model_validator(mode="after")
     def _privacy_facts_match_config(self) -> TrainingRecord:
-        if len(self.class_counts) != self.config.num_classes:
-            raise ValueError("class_counts must have one entry per class")
+        if len(self.class_counts) != self.config.n_classes:
+            raise ValueError("class_counts must have one entry per class (one if unconditional)")
         if sum(self.class_counts) != len(self.record_ids):
             raise ValueError("class_counts must add up to the number of records")
         if len(set(self.record_ids)) != len(self.record_ids):

@@ -1,4 +1,4 @@
-"""Training a class-conditional DDPM from scratch on the records of one shard.
+"""Training a DDPM (class-conditional, or unconditional) from scratch on one shard's records.
 
 DDPM objective with epsilon prediction, AdamW with a short warm-up then cosine decay,
 EMA weights for sampling, bf16 autocast on CUDA (never on CPU, so CPU runs are bitwise
@@ -43,11 +43,12 @@ def denoising_loss(
     unet: torch.nn.Module,
     scheduler: DDPMScheduler,
     clean: torch.Tensor,
-    labels: torch.Tensor,
+    labels: torch.Tensor | None,
     noise: torch.Tensor,
     timesteps: torch.Tensor,
 ) -> torch.Tensor:
-    """Per-sample DDPM loss: mean squared error between true and predicted noise."""
+    """Per-sample DDPM loss: mean squared error between true and predicted noise
+    (`labels` None for an unconditional model)."""
     noisy = scheduler.add_noise(clean, noise, timesteps)
     predicted = unet(noisy, timesteps, class_labels=labels).sample
     return F.mse_loss(predicted.float(), noise, reduction="none").mean(dim=(1, 2, 3))
@@ -55,7 +56,7 @@ def denoising_loss(
 
 def train_diffusion(
     images: np.ndarray,
-    labels: np.ndarray,
+    labels: np.ndarray | None,
     config: DiffusionConfig,
     *,
     record_ids: Sequence[str],
@@ -64,7 +65,8 @@ def train_diffusion(
     """Train a fresh model on `images` (uint8 [N,H,W], [N,C,H,W] or [N,H,W,C]).
 
     `record_ids[i]` names the source record of `images[i]`; the list is the model's
-    lineage and is stored with its checkpoint. `progress` None shows a bar on a terminal.
+    lineage and is stored with its checkpoint. `labels` may be None (all zeros) for an
+    unconditional config. `progress` None shows a bar on a terminal.
     """
     started = time.perf_counter()
     started_at = datetime.now(UTC)
@@ -72,7 +74,9 @@ def train_diffusion(
     device = torch_device()
     clean = images_to_tensor(images, channels=config.channels, image_size=config.image_size)
     count = clean.shape[0]
-    targets = labels_to_tensor(labels, count=count, num_classes=config.num_classes)
+    if labels is None:
+        labels = np.zeros(count, dtype=np.int64)
+    targets = labels_to_tensor(labels, count=count, num_classes=config.n_classes)
     ids = check_record_ids(record_ids, count)
 
     batch_size = min(config.batch_size, count)
@@ -134,7 +138,7 @@ def train_diffusion(
                             model,
                             scheduler,
                             batch_images,
-                            batch_labels.to(device),
+                            batch_labels.to(device) if config.conditional else None,
                             noise,
                             timesteps,
                         )
@@ -159,7 +163,7 @@ def train_diffusion(
                 bar.set_postfix(loss=f"{loss_history[-1]:.4f}")
 
     final = _sampling_copy(config, unet, ema, device)
-    counts = np.bincount(targets.numpy(), minlength=config.num_classes)
+    counts = np.bincount(targets.numpy(), minlength=config.n_classes)
     record = TrainingRecord(
         config=config,
         record_ids=ids,

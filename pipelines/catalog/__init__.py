@@ -22,6 +22,7 @@ from pipelines.catalog.schema import (
     Row,
     ShardModel,
     Snapshot,
+    SnapshotClass,
     SourceRecord,
     Withdrawal,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "SOURCES_DIR",
     "ShardModel",
     "Snapshot",
+    "SnapshotClass",
     "SourceRecord",
     "TABLES",
     "Withdrawal",

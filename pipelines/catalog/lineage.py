@@ -28,6 +28,7 @@ from pipelines.catalog import (
     ReleaseImage,
     ShardModel,
     Snapshot,
+    SnapshotClass,
 )
 
 # --- what a build chose from the sources ------------------------------------------------
@@ -39,6 +40,11 @@ def eligible_records(catalog: Catalog, snapshot_id: str) -> list[EligibleRecord]
 
 def exclusions(catalog: Catalog, snapshot_id: str) -> list[Exclusion]:
     return catalog.select(Exclusion, "WHERE snapshot_id = ? ORDER BY record_id", [snapshot_id])
+
+
+def class_list(catalog: Catalog, snapshot_id: str) -> list[SnapshotClass]:
+    """The snapshot's classes in index order (none for a snapshot taken before version 3)."""
+    return catalog.select(SnapshotClass, "WHERE snapshot_id = ? ORDER BY class_index", [snapshot_id])
 
 
 def shard_training_records(catalog: Catalog, snapshot_id: str, shard: int) -> list[EligibleRecord]:

@@ -21,7 +21,9 @@ class ExclusionReason(StrEnum):
     NO_RECORD = "NoConsentRecord"
     """The ledger has no event for the subject and purpose: opt-in means no."""
     UNKNOWN_LABEL = "UnknownLabel"
-    """Consent holds, but the record's label is not one the build generates."""
+    """Consent holds, but the record has no label and the build is class-conditional."""
+    NOT_IN_CLASSES = "LabelNotInClasses"
+    """Consent holds, but the record's label is not in the build file's `labels.classes`."""
 
     @classmethod
     def for_status(cls, status: ConsentStatus | None) -> ExclusionReason:

@@ -30,7 +30,9 @@ from consentgen.errors import CatalogError
 
 SCHEMA_VERSION = 3
 """1: keys and versioning. 2: releases.status, withdrawal reasons and times, bans, erasures.
-3: candidates.conditioned_on (img2img lineage), releases.inputs_digest."""
+3: candidates.conditioned_on (img2img lineage), releases.inputs_digest; labels as text
+(sources, eligible_records, candidates, release_images: class names or integers' decimal
+text) and snapshot_classes (each build's class list)."""
 """Bump with every change to a table, and teach `ensure_schema` to bring older files up."""
 
 # One line per annotation: (DuckDB type, Arrow type). Every int is BIGINT because the
@@ -121,7 +123,9 @@ class SourceRecord(Row):
 
     record_id: str
     subject_id: str
-    label: int | None
+    label: str | None
+    """The class (`consentgen.labels.canonical_label`: a name, or an integer's decimal
+    text); None for a record without one."""
     content_hash: str
     file_sha256: str
     original_format: str
@@ -203,9 +207,27 @@ class EligibleRecord(Row):
     snapshot_id: str
     record_id: str
     subject_id: str
-    label: int
+    label: str
+    """One of the snapshot's classes (`snapshot_classes`); an unconditional build's records
+    all carry its one class, `labels.unlabelled`."""
     shard: int
     role: str
+
+
+class SnapshotClass(Row):
+    """One class of a snapshot's class list: what class index `class_index` of every shard
+    model of the build stands for. Shard training, candidates, replacements, figures and
+    the release all read this one list, so they agree on the mapping; `conditional` (the
+    same on every row of a snapshot) says whether the models are class-conditional (else
+    the list is the one class `labels.unlabelled`)."""
+
+    table: ClassVar[str] = "snapshot_classes"
+    primary_key: ClassVar[tuple[str, ...]] = ("snapshot_id", "class_index")
+
+    snapshot_id: str
+    class_index: int
+    label: str
+    conditional: bool
 
 
 class Exclusion(Row):
@@ -258,7 +280,7 @@ class Candidate(Row):
     snapshot_id: str
     shard: int
     model_version: str
-    label: int
+    label: str
     seed: int
     image_path: str
     created_at: datetime
@@ -323,7 +345,7 @@ class ReleaseImage(Row):
     version: str
     image_id: str
     candidate_id: str
-    label: int
+    label: str
     shard: int
     model_version: str
     file_name: str
@@ -398,9 +420,9 @@ class CatalogMeta(Row):
 
 
 TABLES: tuple[type[Row], ...] = (
-    SourceRecord, QuarantineEntry, IngestRun, Snapshot, EligibleRecord, Exclusion,
-    ShardModel, ModelRecord, Candidate, AuditRow, Release, ReleaseImage, Withdrawal, Ban,
-    Erasure,
+    SourceRecord, QuarantineEntry, IngestRun, Snapshot, EligibleRecord, SnapshotClass,
+    Exclusion, ShardModel, ModelRecord, Candidate, AuditRow, Release, ReleaseImage, Withdrawal,
+    Ban, Erasure,
 )
 """Every data table, in creation order (`catalog_meta` is not one of them)."""
 
@@ -443,6 +465,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     for model in TABLES:
         if model.table in present:
             _add_missing_columns(con, model)
+            _retype_text_columns(con, path, model)
     for model in (*TABLES, CatalogMeta):
         con.execute(ddl(model))
     con.execute(
@@ -482,6 +505,22 @@ def _add_missing_columns(con: duckdb.DuckDBPyConnection, model: type[Row]) -> No
         if column.name not in have:
             default = f" DEFAULT {model.defaults[column.name]}" if column.name in model.defaults else ""
             con.execute(f"ALTER TABLE {model.table} ADD COLUMN {column.name} {column.sql_type}{default}")
+
+
+def _retype_text_columns(con: duckdb.DuckDBPyConnection, path: Path, model: type[Row]) -> None:
+    """Columns declared as text but stored otherwise (labels were BIGINT before version 3)
+    become VARCHAR, each value its decimal text."""
+    stored = dict(con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? "
+        "AND schema_name = 'main'", [model.table]).fetchall())
+    for column in columns_of(model):
+        if column.sql_type == "VARCHAR" and stored.get(column.name, "VARCHAR") != "VARCHAR":
+            try:
+                con.execute(f"ALTER TABLE {model.table} ALTER COLUMN {column.name} "
+                            "SET DATA TYPE VARCHAR")
+            except duckdb.Error as exc:
+                raise CatalogError(f"catalog {path}: cannot convert {model.table}.{column.name} "
+                                   f"to text: {_first_line(exc)}") from exc
 
 
 def _column_names(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:

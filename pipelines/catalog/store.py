@@ -177,7 +177,7 @@ class Catalog:
     def runs(self) -> list[IngestRun]:
         return _select(self, IngestRun, "ORDER BY started_at", [])
 
-    def source_keys(self) -> dict[str, tuple[str, str, int | None, str]]:
+    def source_keys(self) -> dict[str, tuple[str, str, str | None, str]]:
         """record_id -> (subject_id, content_hash, label, file_sha256), for dedupe."""
         with self.read() as con:
             rows = con.execute(

@@ -27,6 +27,7 @@ from pipelines.catalog import Candidate, Catalog, ShardModel, Snapshot
 from pipelines.catalog.lineage import last_kept_candidates_of_model, shard_training_records
 from pipelines.settings import BuildConfig
 from pipelines.steps.bans import file_pixel_hash, load_bans, pixel_hash
+from pipelines.steps.classes import snapshot_classes
 from pipelines.steps.images import write_png
 from pipelines.steps.shard_training import current_models, load_model
 
@@ -42,11 +43,12 @@ def shard_seed(config: BuildConfig, snapshot: Snapshot, shard: int, round_: int)
     return int.from_bytes(hashlib.sha256(parts.encode()).digest()[:7], "big")
 
 
-def shard_labels(catalog: Catalog, snapshot: Snapshot, shard: int, n: int) -> np.ndarray:
-    """Class-balanced over the classes this shard's training records hold: a
-    class-conditional model asked for a class it never saw returns noise."""
+def shard_labels(catalog: Catalog, snapshot: Snapshot, shard: int, n: int) -> list[str]:
+    """Class-balanced over the classes this shard's training records hold, in class-index
+    order: a class-conditional model asked for a class it never saw returns noise."""
+    classes = snapshot_classes(catalog, snapshot.snapshot_id)
     records = shard_training_records(catalog, snapshot.snapshot_id, shard)
-    return class_balanced_labels(n, (r.label for r in records))
+    return classes.labels_at(class_balanced_labels(n, classes.indices(r.label for r in records)))
 
 
 MAX_BANNED_REDRAWS = 3
@@ -57,10 +59,11 @@ class BannedPixelsError(GeneratorError):
 
 
 def sample_candidates(
-    catalog: Catalog, snapshot: Snapshot, model: ShardModel, labels: np.ndarray, seed: int,
+    catalog: Catalog, snapshot: Snapshot, model: ShardModel, labels: Sequence[str], seed: int,
     config: BuildConfig, *, progress: bool = False,
 ) -> list[Candidate]:
-    """Sample one image per label from `model`, write PNGs, return (unrecorded) rows.
+    """Sample one image per label (text, one of the snapshot's classes) from `model`, write
+    PNGs, return (unrecorded) rows.
 
     A sample whose pixels are banned is treated like a flagged one: dropped and drawn
     again (same label, a seed derived from `seed`), a bounded number of times.
@@ -69,17 +72,18 @@ def sample_candidates(
 
     generator = load_model(catalog, model)
     banned = load_bans(catalog).pixels
+    indices = snapshot_classes(catalog, snapshot.snapshot_id).indices(labels)
 
     def draw(chosen: np.ndarray, draw_seed: int) -> np.ndarray:
         return sample(generator, len(chosen), chosen, steps=config.generator.sample_steps,
                       seed=draw_seed, progress=progress)
 
-    pixels = draw(labels, seed)
+    pixels = draw(indices, seed)
     redo = [i for i in range(len(labels)) if pixel_hash(pixels[i]) in banned]
     for attempt in range(1, MAX_BANNED_REDRAWS + 1):
         if not redo:
             break
-        pixels[redo] = draw(labels[redo], _redraw_seed(seed, attempt))
+        pixels[redo] = draw(indices[redo], _redraw_seed(seed, attempt))
         redo = [i for i in redo if pixel_hash(pixels[i]) in banned]
     if redo:
         raise BannedPixelsError(
@@ -93,7 +97,7 @@ def sample_candidates(
         write_png(pixels[i], catalog.home / rel)
         rows.append(Candidate(
             candidate_id=candidate_id, snapshot_id=snapshot.snapshot_id, shard=model.shard,
-            model_version=model.model_version, label=int(label), seed=seed,
+            model_version=model.model_version, label=label, seed=seed,
             image_path=rel, created_at=now,
         ))
     return rows
@@ -115,7 +119,7 @@ def replacement_candidates(
         positions.setdefault(c.shard, []).append(i)
     fresh: dict[int, Candidate] = {}
     for shard, where in sorted(positions.items()):
-        labels = np.array([replacing[i].label for i in where], dtype=np.int64)
+        labels = [replacing[i].label for i in where]
         drawn = sample_candidates(catalog, snapshot, models[shard], labels,
                                   shard_seed(config, snapshot, shard, round_), config,
                                   progress=progress)

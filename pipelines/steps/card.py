@@ -71,7 +71,8 @@ def card_renderer(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: 
     """What `publish_release` calls inside the staging folder, before it becomes visible."""
 
     def render(staging: Path, version: str, manifest: pd.DataFrame, staged: list[StagedImage]) -> None:
-        reports = run_expectations(catalog, staged, config, docs_dir=staging / EXPECTATIONS_DIR)
+        reports = run_expectations(catalog, staged, config, docs_dir=staging / EXPECTATIONS_DIR,
+                                   snapshot_id=snapshot.snapshot_id)
         failed = [r for r in reports if not r.success]
         if failed:
             raise ReleaseError(f"expectations failed: {', '.join(r.suite_name for r in failed)}")
@@ -92,7 +93,7 @@ def card_renderer(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: 
                 candidates_generated=len(all_candidates),
                 flagged=len(all_candidates) - len(staged),
                 replaced=len(all_candidates) - config.images_per_shard * len(models),
-                published_per_label=dict(Counter(config.label_name(s.candidate.label) for s in staged)),
+                published_per_label=dict(Counter(config.labels.name_of(s.candidate.label) for s in staged)),
             ),
             generator=GeneratorInfo(
                 kind=GENERATOR_KIND, preset=config.generator.preset, image_size=(size, size),
@@ -114,6 +115,6 @@ def card_renderer(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: 
         shown = [by_id[i] for i in choose_samples(by_id, seed=config.seed)]
         samples = load_gray([staging / s.file_name(config) for s in shown], size)
         render_data_card(card, staging, sample_images=list(samples),
-                         sample_labels=[config.label_name(s.candidate.label) for s in shown])
+                         sample_labels=[config.labels.name_of(s.candidate.label) for s in shown])
 
     return render

@@ -1,8 +1,10 @@
 """Which source records a build may use: sources joined with the ledger at the snapshot.
 
 Opt-in by default: a record is eligible only if its subject's consent for the purpose
-holds at the snapshot time as of the snapshot's head. Every other record is written down
-as an exclusion with its reason. Eligible subjects are split into SISA shards and a small,
+holds at the snapshot time as of the snapshot's head, and its label is one the build
+trains on (`pipelines.steps.classes`). Every other record is written down as an exclusion
+with its reason. A build that could not train what it asks for stops here, before any
+training, with one line saying why and what to change. Eligible subjects are split into SISA shards and a small,
 stable holdout (consented records kept out of training for the privacy and utility
 figures).
 """
@@ -11,14 +13,17 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from consent import Ledger
+from consentgen.errors import NoEligibleRecordsError, TooFewRecordsError
 from generators.shards import shard_of
-from pipelines.catalog import Catalog, EligibleRecord, Exclusion, Snapshot
+from pipelines.catalog import Catalog, EligibleRecord, Exclusion, Snapshot, SourceRecord
 from pipelines.catalog.lineage import eligible_records, exclusions
 from pipelines.catalog.reasons import ExclusionReason
 from pipelines.settings import BuildConfig
+from pipelines.steps.classes import ClassList, plan_classes, snapshot_classes
 
 
 def is_holdout(subject_id: str, fraction: float) -> bool:
@@ -33,6 +38,7 @@ def is_holdout(subject_id: str, fraction: float) -> bool:
 class EligibleSet:
     records: list[EligibleRecord]
     exclusions: list[Exclusion]
+    classes: ClassList
 
     def by_role(self, role: str) -> list[EligibleRecord]:
         return [r for r in self.records if r.role == role]
@@ -45,31 +51,85 @@ class EligibleSet:
 
 
 def select_eligible(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: BuildConfig) -> EligibleSet:
+    """Decide, record and return the snapshot's eligible records, exclusions and classes.
+
+    Raises (before anything is recorded, so before any training) `NoEligibleRecordsError`
+    when no record may be used, and `TooFewRecordsError` when a shard or a class would get
+    no training record; each says in one line what to change.
+    """
     granted = set(ledger.eligible(snapshot.purpose, snapshot.taken_at, as_of_seq=snapshot.head_seq))
     states = {s.subject_id: s for s in ledger.states(snapshot.purpose, snapshot.taken_at,
                                                      as_of_seq=snapshot.head_seq)}
+    sources = catalog.sources()
+    classes = plan_classes(sources, granted, config)
+    known = set(classes.labels)
     records, exclusions = [], []
-    for source in catalog.sources():
+    for source in sources:
         subject = source.subject_id
+        reason = None
         if subject not in granted:
             state = states.get(subject)
             reason = ExclusionReason.for_status(state.status if state else None)
+        elif classes.conditional and source.label is None:
+            reason = ExclusionReason.UNKNOWN_LABEL
+        elif classes.conditional and source.label not in known:
+            reason = ExclusionReason.NOT_IN_CLASSES
+        if reason is not None:
             exclusions.append(Exclusion(snapshot_id=snapshot.snapshot_id, record_id=source.record_id,
                                         subject_id=subject, reason=reason))
-        elif source.label is None or source.label not in config.label_names:
-            exclusions.append(Exclusion(snapshot_id=snapshot.snapshot_id, record_id=source.record_id,
-                                        subject_id=subject, reason=ExclusionReason.UNKNOWN_LABEL))
-        else:
-            records.append(EligibleRecord(
-                snapshot_id=snapshot.snapshot_id, record_id=source.record_id, subject_id=subject,
-                label=source.label, shard=shard_of(subject, config.shards),
-                role="holdout" if is_holdout(subject, config.holdout_fraction) else "train",
-            ))
-    catalog.add(records)
-    catalog.add(exclusions)
-    return EligibleSet(records, exclusions)
+            continue
+        records.append(EligibleRecord(
+            snapshot_id=snapshot.snapshot_id, record_id=source.record_id, subject_id=subject,
+            label=source.label if classes.conditional else classes.labels[0],
+            shard=shard_of(subject, config.shards),
+            role="holdout" if is_holdout(subject, config.holdout_fraction) else "train",
+        ))
+    chosen = EligibleSet(records, exclusions, classes)
+    check_enough(chosen, sources, snapshot.purpose, config)
+    catalog.add(records, exclusions, classes.rows(snapshot.snapshot_id))
+    return chosen
 
 
 def load_eligible(catalog: Catalog, snapshot_id: str) -> EligibleSet:
     """What `select_eligible` recorded for this snapshot, read back."""
-    return EligibleSet(eligible_records(catalog, snapshot_id), exclusions(catalog, snapshot_id))
+    return EligibleSet(eligible_records(catalog, snapshot_id), exclusions(catalog, snapshot_id),
+                       snapshot_classes(catalog, snapshot_id))
+
+
+def check_enough(chosen: EligibleSet, sources: Sequence[SourceRecord], purpose: str,
+                 config: BuildConfig) -> None:
+    """Refuse, in one line naming what to change, a build that could not train every shard
+    and class it asks for."""
+    if not chosen.records:
+        counts = chosen.exclusion_counts()
+        why = ", ".join(f"{reason} {n}" for reason, n in counts.items())
+        hint = "" if sources else " (ingest images with `consentgen ingest` first)"
+        raise NoEligibleRecordsError(
+            f"no eligible records for purpose {purpose}: {len(sources)} sources, "
+            f"{len(chosen.exclusions)} excluded" + (f" ({why})" if why else "") + hint)
+    train = chosen.by_role("train")
+    if not train:
+        raise TooFewRecordsError(
+            f"all {len(chosen.records)} eligible records of purpose {purpose} are held out "
+            f"(holdout_fraction = {config.holdout_fraction}): lower holdout_fraction, or grant "
+            "more subjects")
+    counts = chosen.shard_counts()
+    empty = [s for s in range(config.shards) if not counts.get(s)]
+    if empty:
+        subjects = sorted({r.subject_id for r in train})
+        fits = max((k for k in range(1, config.shards)
+                    if len({shard_of(s, k) for s in subjects}) == k), default=1)
+        raise TooFewRecordsError(
+            f"shard(s) {', '.join(map(str, empty))} of {config.shards} would have no training "
+            f"record ({len(train)} training records from {len(subjects)} subjects, sharded by "
+            f"subject): use fewer shards (shards = {fits} fits)")
+    if chosen.classes.conditional:
+        trained = {r.label for r in train}
+        missing = [label for label in chosen.classes.labels if label not in trained]
+        if missing:
+            listed = ", ".join(repr(label) for label in missing)
+            source = "labels.classes" if config.labels.classes else "the sources' labels"
+            raise TooFewRecordsError(
+                f"class(es) {listed} (from {source}) have no eligible training record: "
+                f"drop {'it' if len(missing) == 1 else 'them'} from labels.classes, or set "
+                'labels.mode = "unconditional"')

@@ -16,17 +16,24 @@ import numpy as np
 
 from consentgen.errors import AuditError, ConsentgenError
 from pipelines.card import CalibrationRates, PrivacyFigures, UtilityFigures, public_count
-from pipelines.catalog import Catalog, ShardModel, Snapshot, SourceRecord
+from pipelines.catalog import Catalog, EligibleRecord, ShardModel, Snapshot, SourceRecord
 from pipelines.settings import BuildConfig
 from pipelines.steps.audit import audit_config
 from pipelines.steps.eligibility import load_eligible
-from pipelines.steps.images import load_gray
+from pipelines.steps.images import load_gray, load_pixels
 from pipelines.steps.public_manifest import StagedImage
 from pipelines.steps.shard_training import load_model
 
 
 def _pixels(catalog: Catalog, by_id: dict[str, SourceRecord], record_ids: list[str], size: int) -> np.ndarray:
     return load_gray([catalog.home / by_id[r].image_path for r in record_ids], size)
+
+
+def _colour(catalog: Catalog, by_id: dict[str, SourceRecord], records: list[EligibleRecord],
+            config: BuildConfig) -> np.ndarray:
+    """Records as the generator saw them (its channels): what its loss is measured on."""
+    return load_pixels([catalog.home / by_id[r.record_id].image_path for r in records],
+                       config.generator.image_size, config.generator.channels)
 
 
 def compute_figures(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
@@ -69,16 +76,18 @@ def compute_figures(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
 
             generator = load_model(catalog, model)
             args = {"timestep": figures.mia_timestep, "seed": config.seed}
-            m = per_sample_loss(generator, _pixels(catalog, by_id, [r.record_id for r in members], size),
-                                np.array([r.label for r in members]), **args)
-            o = per_sample_loss(generator, _pixels(catalog, by_id, [r.record_id for r in others], size),
-                                np.array([r.label for r in others]), **args)
+            m = per_sample_loss(generator, _colour(catalog, by_id, members, config),
+                                eligible.classes.indices(r.label for r in members), **args)
+            o = per_sample_loss(generator, _colour(catalog, by_id, others, config),
+                                eligible.classes.indices(r.label for r in others), **args)
             privacy["membership_auc"] = membership_inference_auc(m, o)
         except ConsentgenError as exc:
             notes.append(f"membership inference not computed: {exc}")
     elif figures.membership_inference:
         notes.append("membership inference not computed: no held-out consented records")
-    if figures.utility and len(holdout):
+    if figures.utility and not eligible.classes.conditional:
+        notes.append("utility not computed: an unconditional build has no classes to predict")
+    elif figures.utility and len(holdout):
         try:
             tstr = tstr_figures(synthetic, syn_labels, train_px, np.array([r.label for r in train]),
                                 hold_px, np.array([r.label for r in holdout]), seed=config.seed,

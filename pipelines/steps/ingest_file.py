@@ -60,7 +60,7 @@ class IngestSummary(BaseModel):
 class Known:
     """What the catalog (and this run so far) holds, for dedupe without a query per file."""
 
-    records: dict[str, tuple[str, str, int | None, str]]
+    records: dict[str, tuple[str, str, str | None, str]]
     by_file: dict[tuple[str, str], str] = field(default_factory=dict)
     subjects_by_content: dict[str, set[str]] = field(default_factory=dict)
 
@@ -268,10 +268,10 @@ def derive_record_id(subject_id: str, chash: str) -> str:
 
 def _conflict(
     record_id: str,
-    existing: tuple[str, str, int | None, str],
+    existing: tuple[str, str, str | None, str],
     subject: str,
     chash: str,
-    label: int | None,
+    label: str | None,
 ) -> str:
     diffs = [
         name

@@ -30,7 +30,7 @@ class StagedImage:
     audit: AuditRow
 
     def file_name(self, config: BuildConfig) -> str:
-        return f"images/{config.label_name(self.candidate.label)}/{self.image_id}.png"
+        return f"images/{config.labels.name_of(self.candidate.label)}/{self.image_id}.png"
 
 
 def stage(candidates: list[Candidate], audit: dict[str, AuditRow]) -> list[StagedImage]:
@@ -45,7 +45,7 @@ def manifest_frame(staged: list[StagedImage], config: BuildConfig) -> pd.DataFra
             "image_id": s.image_id,
             "file_name": s.file_name(config),
             "label": s.candidate.label,
-            "label_name": config.label_name(s.candidate.label),
+            "label_name": config.labels.name_of(s.candidate.label),
             "width": size,
             "height": size,
             "generator": GENERATOR_KIND,

@@ -1,7 +1,8 @@
 """Train one SISA shard's generator on that shard's eligible training records only.
 
 A shard's model is named by a fingerprint of exactly what it was trained on (record ids,
-generator settings, seed). A shard whose records did not change since its last model is
+generator settings, seed, and the snapshot's class list: which label each class index
+stands for). A shard whose records did not change since its last model is
 not retrained, which is what makes a revocation cost 1/K of a full rebuild.
 """
 
@@ -12,8 +13,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from consent import Ledger
 from consent.events import utc_now
@@ -32,40 +31,41 @@ from pipelines.catalog.lineage import (
     shard_training_records,
     usable_model,
 )
-from pipelines.steps.images import load_gray
 from pipelines.settings import BuildConfig
-
+from pipelines.steps.classes import ClassList, snapshot_classes
+from pipelines.steps.images import load_pixels
 
 
 class StaleShardError(GeneratorError):
     """A shard's records changed but its model has not been rebuilt yet."""
 
 
-def diffusion_config(config: BuildConfig, shard: int) -> DiffusionConfig:
+def diffusion_config(config: BuildConfig, shard: int, classes: ClassList) -> DiffusionConfig:
     g = config.generator
     dp = DPConfig(epsilon=g.dp_epsilon, delta=g.dp_delta) if g.dp_epsilon else None
     return DiffusionConfig(
-        preset=g.preset, image_size=g.image_size, channels=1, num_classes=config.num_classes,
-        epochs=g.epochs, batch_size=g.batch_size, lr=g.lr, sample_steps=g.sample_steps,
-        seed=config.seed * 1000 + shard, dp=dp,
+        preset=g.preset, image_size=g.image_size, channels=g.channels,
+        num_classes=classes.num_classes, epochs=g.epochs, batch_size=g.batch_size, lr=g.lr,
+        sample_steps=g.sample_steps, seed=config.seed * 1000 + shard, dp=dp,
     )
 
 
-def fingerprint(records: list[EligibleRecord], dconfig: DiffusionConfig) -> str:
-    return fingerprint_of([r.record_id for r in records], dconfig)
-
-
-def fingerprint_of(record_ids: Sequence[str], dconfig: DiffusionConfig) -> str:
-    """What a model is named by: its sorted record ids and its generator settings (a
-    checkpoint's metadata holds both, so a folder can be matched without its row)."""
-    payload = {"records": sorted(record_ids), "config": dconfig.model_dump(mode="json")}
+def fingerprint_of(record_ids: Sequence[str], dconfig: DiffusionConfig,
+                   classes: Sequence[str]) -> str:
+    """What a model is named by: its sorted record ids, its generator settings (a
+    checkpoint's metadata holds both, so a folder can be matched without its row) and the
+    labels its class indices stand for (the snapshot's class list)."""
+    payload = {"records": sorted(record_ids), "config": dconfig.model_dump(mode="json"),
+               "classes": list(classes)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def expected_model(catalog: Catalog, snapshot_id: str, shard: int, config: BuildConfig
                    ) -> tuple[list[EligibleRecord], str]:
     records = shard_training_records(catalog, snapshot_id, shard)
-    return records, fingerprint(records, diffusion_config(config, shard))
+    classes = snapshot_classes(catalog, snapshot_id)
+    dconfig = diffusion_config(config, shard, classes)
+    return records, fingerprint_of([r.record_id for r in records], dconfig, classes.labels)
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,12 @@ def train_shard(catalog: Catalog, snapshot: Snapshot, shard: int, config: BuildC
         if adopted is not None:
             return ShardOutcome(shard, adopted, False, adopted=True)
         discard_tree(target)
-    dconfig = diffusion_config(config, shard)
+    classes = snapshot_classes(catalog, snapshot.snapshot_id)
+    dconfig = diffusion_config(config, shard, classes)
     source_by_id = {s.record_id: s for s in catalog.sources()}
-    images = load_gray([catalog.home / source_by_id[r.record_id].image_path for r in records],
-                       config.generator.image_size)
-    labels = np.array([r.label for r in records], dtype=np.int64)
+    images = load_pixels([catalog.home / source_by_id[r.record_id].image_path for r in records],
+                         config.generator.image_size, config.generator.channels)
+    labels = classes.indices(r.label for r in records)
     trained = train_diffusion(images, labels, dconfig, record_ids=[r.record_id for r in records],
                               progress=progress)
     meta = save_checkpoint(trained, target, shard=shard, version=version,
@@ -140,7 +141,8 @@ def adopt_checkpoint(catalog: Catalog, folder: Path, *, snapshot_id: str,
     if (meta.shard != shard or meta.version != folder.name
             or not folder.name.startswith(f"shard{shard}-{fp[:16]}")
             or sorted(meta.training.record_ids) != sorted(r.record_id for r in records)
-            or fingerprint_of(meta.training.record_ids, meta.training.config) != fp):
+            or fingerprint_of(meta.training.record_ids, meta.training.config,
+                              snapshot_classes(catalog, snapshot_id).labels) != fp):
         return None
     return _record_model(catalog, meta, folder.relative_to(catalog.home).as_posix(), snapshot_id,
                          records, fp)

@@ -199,6 +199,7 @@ def _adopt(catalog: Catalog, folder: Path) -> ShardModel | None:
     """Record `folder` as the model a snapshot of its consent head expected, if it is one."""
     from consentgen.errors import CheckpointError
     from generators.checkpoints import read_checkpoint_meta  # torch: only for an orphan
+    from pipelines.steps.classes import snapshot_classes
     from pipelines.steps.shard_training import adopt_checkpoint, fingerprint_of
 
     try:
@@ -208,10 +209,11 @@ def _adopt(catalog: Catalog, folder: Path) -> ShardModel | None:
     if meta.consent_head is None or meta.shard is None or folder.parent.name != str(meta.shard):
         return None
     wanted = sorted(meta.training.record_ids)
-    fp = fingerprint_of(wanted, meta.training.config)
     for snap in snapshots_at_head(catalog, meta.consent_head.sequence, meta.consent_head.hash):
         records = shard_training_records(catalog, snap.snapshot_id, meta.shard)
         if sorted(r.record_id for r in records) == wanted:
+            fp = fingerprint_of(wanted, meta.training.config,
+                                snapshot_classes(catalog, snap.snapshot_id).labels)
             return adopt_checkpoint(catalog, folder, snapshot_id=snap.snapshot_id,
                                     records=records, fp=fp)
     return None

@@ -9,7 +9,8 @@ Columns (header required, names case-insensitive, order free):
 
     path        required; the file, relative to the ingested folder (or absolute)
     subject_id  required; whose image it is: consent is looked up by this id
-    label       optional; a non-negative integer class (e.g. 1 = tumour, 0 = none)
+    label       optional; the record's class: a name (circle, no_tumour: any text that
+                can name a folder) or an integer, held as its decimal text ("01" is "1")
     record_id   optional; a stable id for the record, else derived from subject + pixels
     simulated   optional; true/false, marks demo data whose subjects are not real people
 """
@@ -24,11 +25,11 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from consentgen.errors import ConfigError
+from consentgen.labels import canonical_label
 
 REQUIRED_COLUMNS = ("path", "subject_id")
 OPTIONAL_COLUMNS = ("label", "record_id", "simulated")
 MAX_ID_LENGTH = 256
-MAX_LABEL = 2**31 - 1  # the catalog stores labels as INTEGER
 _TRUE = {"true", "1", "yes", "y"}
 _FALSE = {"false", "0", "no", "n", ""}
 
@@ -41,7 +42,7 @@ class ManifestRow(BaseModel):
     line: int
     path: str
     subject_id: str
-    label: int | None = None
+    label: str | None = None
     record_id: str | None = None
     simulated: bool = False
 
@@ -165,13 +166,14 @@ def _identifier(
     return value
 
 
-def _label(value: str, line: int, problems: _Problems) -> int | None:
+def _label(value: str, line: int, problems: _Problems) -> str | None:
     if not value:
         return None
-    if not value.isdigit() or not value.isascii() or int(value) > MAX_LABEL:
-        problems.add(line, f"label must be an integer from 0 to {MAX_LABEL}, not {value!r}")
+    try:
+        return canonical_label(value)
+    except ValueError as exc:
+        problems.add(line, f"label: {exc}")
         return None
-    return int(value)
 
 
 def _unique(

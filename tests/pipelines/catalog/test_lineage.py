@@ -43,7 +43,7 @@ def model(version: str, shard: int, fingerprint: str, hours: int) -> ShardModel:
 
 def candidate(cid: str, snapshot: str, shard: int = 0, version: str = "m-ok") -> Candidate:
     return Candidate(candidate_id=cid, snapshot_id=snapshot, shard=shard, model_version=version,
-                     label=0, seed=1, image_path=f"candidates/{cid}.png", created_at=T0)
+                     label="0", seed=1, image_path=f"candidates/{cid}.png", created_at=T0)
 
 
 def audit(cid: str, snapshot: str, round_: int, flagged: bool) -> AuditRow:
@@ -59,7 +59,7 @@ def catalog(tmp_path: Path) -> Catalog:
     records = [("r2", "B", 0, "train"), ("r1", "A", 0, "train"), ("r3", "C", 0, "holdout"),
                ("r4", "D", 1, "train")]
     cat.add(
-        [EligibleRecord(snapshot_id=S1, record_id=r, subject_id=s, label=0, shard=k, role=role)
+        [EligibleRecord(snapshot_id=S1, record_id=r, subject_id=s, label="0", shard=k, role=role)
          for r, s, k, role in records],
         [Exclusion(snapshot_id=S1, record_id="r9", subject_id="Z", reason="revoked"),
          Exclusion(snapshot_id=S2, record_id="r8", subject_id="Y", reason="revoked")],

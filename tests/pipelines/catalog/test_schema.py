@@ -31,6 +31,7 @@ KEYS = {
     "ingest_runs": ["run_id"],
     "consent_snapshots": ["snapshot_id"],
     "eligible_records": ["snapshot_id", "record_id"],
+    "snapshot_classes": ["snapshot_id", "class_index"],
     "exclusions": ["snapshot_id", "record_id"],
     "shard_models": ["model_version"],
     "model_records": ["model_version", "record_id"],
@@ -79,7 +80,8 @@ def sample(model: type[Row], **changes: Any) -> Row:
     for name, field in model.model_fields.items():
         kinds = get_args(field.annotation) or (field.annotation,)
         kind = next(t for t in (bool, str, int, float, datetime) if t in kinds)
-        values[name] = f"{name}-a" if kind is str else _SAMPLE[kind]
+        values[name] = ("1" if name == "label"  # an integer's text: a label of every version
+                        else f"{name}-a" if kind is str else _SAMPLE[kind])
     return model(**{**values, **changes})
 
 
@@ -121,6 +123,8 @@ def test_generated_ddl_has_every_field_in_order_with_its_nullability_and_key() -
     assert types["sources", "simulated"] == "BOOLEAN"
     assert types["audit_results", "pixel_l2"] == "DOUBLE"
     assert types["quarantine", "path"] == "VARCHAR"
+    assert {types[t, "label"] for t in ("sources", "eligible_records", "candidates",
+                                        "release_images", "snapshot_classes")} == {"VARCHAR"}
     keys = con.execute(
         "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
         "WHERE constraint_type = 'PRIMARY KEY'"
@@ -296,5 +300,44 @@ def test_a_version_1_catalog_gains_the_added_columns_and_tables(home: Path) -> N
     catalog = Catalog(home)
     assert catalog.select(Release) == [release]  # status: published
     catalog.add([sample(Ban)])
+    assert raw(path, "SELECT value FROM catalog_meta WHERE key = 'schema_version'") == [
+        (str(SCHEMA_VERSION),)]
+
+
+LABEL_TABLES = ("sources", "eligible_records", "candidates", "release_images")
+
+
+def test_a_version_2_catalog_gets_text_labels_and_class_lists(home: Path) -> None:
+    """Before version 3 labels were BIGINT: they become their decimal text, rows kept."""
+    path = Catalog(home).path
+    v3_only = {"candidates": {"conditioned_on"}, "releases": {"inputs_digest"}}
+    rows = {m.table: sample(m, label="12") if "label" in m.model_fields else sample(m)
+            for m in TABLES if m.table != "snapshot_classes"}
+    with duckdb.connect(str(path)) as con:
+        for model in TABLES:
+            if model.table == "snapshot_classes":
+                continue
+            lines = [c for c in ddl(model).splitlines()
+                     if c.strip().split(" ")[0] not in v3_only.get(model.table, set())]
+            con.execute("\n".join(lines).replace(",\n)", "\n)").replace(
+                "label VARCHAR", "label BIGINT"))
+        con.execute(ddl(CatalogMeta))
+        con.execute("INSERT INTO catalog_meta VALUES ('schema_version', '2')")
+        for table, row in rows.items():
+            names = [n for n in row.columns() if n not in v3_only.get(table, set())]
+            values = [int(row.label) if n == "label" else getattr(row, n) for n in names]
+            con.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES "
+                        f"({', '.join('?' * len(names))})", values)
+    assert raw(path, "SELECT label FROM candidates") == [(12,)]
+
+    catalog = Catalog(home)
+    catalog.ensure_schema()
+    for table in LABEL_TABLES:
+        assert raw(path, "SELECT data_type FROM duckdb_columns() WHERE table_name = ? "
+                   "AND column_name = 'label'", [table]) == [("VARCHAR",)]
+        assert raw(path, f"SELECT label FROM {table}") == [("12",)]
+    model = next(m for m in TABLES if m.table == "candidates")
+    assert catalog.select(model) == [rows["candidates"].model_copy(update={"conditioned_on": None})]
+    assert raw(path, "SELECT count(*) FROM snapshot_classes") == [(0,)]
     assert raw(path, "SELECT value FROM catalog_meta WHERE key = 'schema_version'") == [
         (str(SCHEMA_VERSION),)]

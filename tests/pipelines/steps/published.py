@@ -73,13 +73,13 @@ def publish_rows(home: Path, *, expires_at: datetime | None = None) -> Published
                                  final_loss=None, trained_at=T0 + timedelta(hours=1)))
         records += [ModelRecord(model_version=version, record_id=f"r-{s}", subject_id=s)
                     for s in subjects]
-        eligible += [EligibleRecord(snapshot_id="snap-1", record_id=f"r-{s}", subject_id=s, label=0,
+        eligible += [EligibleRecord(snapshot_id="snap-1", record_id=f"r-{s}", subject_id=s, label="0",
                                     shard=shard, role="train") for s in subjects]
         for k in range(4):
             cid = f"c{shard}{k}"
             write_png(rng.integers(0, 256, (16, 16), dtype=np.uint8), home / f"candidates/{cid}.png")
             candidates.append(Candidate(candidate_id=cid, snapshot_id="snap-1", shard=shard,
-                                        model_version=version, label=k % 2, seed=1,
+                                        model_version=version, label=str(k % 2), seed=1,
                                         image_path=f"candidates/{cid}.png", created_at=T0))
     releases, images = [], []
     for version in VERSIONS:

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from consentgen.errors import ReplacementExhaustedError
+from consentgen.labels import sorted_labels
 from pipelines.catalog import AuditRow, Candidate, EligibleRecord, Snapshot
 from pipelines.catalog.lineage import kept_candidates
 from pipelines.settings import BuildConfig
@@ -53,9 +54,9 @@ def assert_balanced_per_shard(dep: Deployment, snapshot: Snapshot, candidates: l
     """Each shard's labels cycle, in ascending order, the classes its records hold."""
     several = False
     for shard in range(config.shards):
-        classes = sorted({r.label for r in dep.catalog.select(
+        classes = sorted_labels(r.label for r in dep.catalog.select(
             EligibleRecord, "WHERE snapshot_id = ? AND shard = ? AND role = 'train'",
-            [snapshot.snapshot_id, shard])})
+            [snapshot.snapshot_id, shard]))
         several |= len(classes) > 1
         assert [c.label for c in candidates if c.shard == shard] == [
             classes[i % len(classes)] for i in range(config.images_per_shard)]

@@ -98,7 +98,7 @@ def test_erasure_after_a_revoke_leaves_nothing_that_names_the_subject(deployment
     # a flagged near-copy: one of the victim's own slices, drawn by their model
     model = checkpoints[0]
     flagged = Candidate(candidate_id=uuid.uuid4().hex, snapshot_id=model.snapshot_id, shard=model.shard,
-                        model_version=model.model_version, label=0, seed=0,
+                        model_version=model.model_version, label="0", seed=0,
                         image_path=f"candidates/{uuid.uuid4().hex}.png", created_at=utc_now())
     shutil.copyfile(dep.home / shared.image_path, dep.home / flagged.image_path)
     dep.catalog.add([flagged], [AuditRow(

@@ -33,7 +33,7 @@ def umask_022() -> Iterator[None]:
 def _release(catalog: Catalog, version: str, status: str, *, folder: bool) -> None:
     catalog.add([Release(version=version, snapshot_id="snap", head_seq=1, head_hash="h", n_images=1,
                          release_path=f"releases/{version}", created_at=T0, status=status)],
-                [ReleaseImage(version=version, image_id=f"img-{version}", candidate_id="c1", label=0,
+                [ReleaseImage(version=version, image_id=f"img-{version}", candidate_id="c1", label="0",
                               shard=0, model_version="m", file_name="images/a/x.png")])
     if folder:
         _folder(catalog.home, version)
@@ -72,7 +72,7 @@ def test_every_leftover_of_a_crash_is_finished_or_removed(home: Path, umask_022:
     candidates.mkdir()
     (candidates / "recorded.png").write_bytes(b"png")
     (candidates / "orphan.png").write_bytes(b"png")
-    catalog.add([Candidate(candidate_id="c1", snapshot_id="snap", shard=0, model_version="m", label=0,
+    catalog.add([Candidate(candidate_id="c1", snapshot_id="snap", shard=0, model_version="m", label="0",
                            seed=1, image_path="candidates/recorded.png", created_at=T0)])
 
     report = sweep(catalog)
