@@ -235,20 +235,6 @@ class BuildConfig(_Section):
                              f"({', '.join(self.purposes)})")
         return self
 
-    # --- transitional: integer class indices (replaced by the snapshot's class list) ---
-
-    @property
-    def label_names(self) -> dict[int, str]:
-        return {int(k): v for k, v in self.labels.names.items() if k.isdigit()}
-
-    @property
-    def num_classes(self) -> int:
-        names = self.label_names
-        return max(names) + 1 if names else 1
-
-    def label_name(self, label: str | int | None) -> str:
-        return self.labels.name_of(label)
-
 
 def check_purpose(value: str) -> str:
     if not PURPOSE_PATTERN.fullmatch(value):
@@ -257,22 +243,25 @@ def check_purpose(value: str) -> str:
     return value
 
 
-DEMO_LABELS = LabelSettings(names={"0": "no_tumour", "1": "tumour"})
+BR35H_NAMES = {"0": "no_tumour", "1": "tumour"}
+"""Br35H's class folders (its manifest labels 0 and 1): what `demo_profile` and
+`quick_profile` name them, for the demo's and the tests' Br35H deployments. The presets a
+build file starts from (`PROFILES`) name no class: someone else's labels 0 and 1 are not
+tumours."""
 
 
-def demo_profile(**overrides: Any) -> BuildConfig:
-    """The CPU demo preset (what `BuildConfig()` is), with Br35H's class names."""
-    return BuildConfig(labels=DEMO_LABELS).model_copy(update=overrides)
+def demo_preset(**overrides: Any) -> BuildConfig:
+    """The CPU demo preset (what `BuildConfig()` is)."""
+    return BuildConfig().model_copy(update=overrides)
 
 
-def quick_profile(**overrides: Any) -> BuildConfig:
+def quick_preset(**overrides: Any) -> BuildConfig:
     """Tiny models and few images: an end-to-end build in seconds."""
     base = BuildConfig(
         profile="test",
         shards=2,
         images_per_shard=8,
         holdout_fraction=0.2,
-        labels=DEMO_LABELS,
         generator=GeneratorSettings(preset="tiny", image_size=16, epochs=2, batch_size=16,
                                     sample_steps=4),
         figures=FigureSettings(mia_max_records=32, utility_epochs=1, calibration_sources=20),
@@ -281,7 +270,17 @@ def quick_profile(**overrides: Any) -> BuildConfig:
     return base.model_copy(update=overrides)
 
 
-PROFILES = {"demo": demo_profile, "test": quick_profile}
+def demo_profile(**overrides: Any) -> BuildConfig:
+    """The demo preset with Br35H's class names."""
+    return demo_preset(labels=LabelSettings(names=BR35H_NAMES)).model_copy(update=overrides)
+
+
+def quick_profile(**overrides: Any) -> BuildConfig:
+    """The test preset with Br35H's class names (the tests' deployments are Br35H slices)."""
+    return quick_preset(labels=LabelSettings(names=BR35H_NAMES)).model_copy(update=overrides)
+
+
+PROFILES = {"demo": demo_preset, "test": quick_preset}
 
 
 def config_from_env() -> BuildConfig:
