@@ -1,4 +1,4 @@
-"""Great Expectations suites on the manifest and audit tables, and their public Data Docs.
+"""Great Expectations suites on the manifest and audit tables, and the validation pages that ship.
 
 Real DataFrames through real GE checkpoints; each bad table breaks one thing and must
 fail on exactly the expectation that guards it.
@@ -7,7 +7,9 @@ fail on exactly the expectation that guards it.
 from __future__ import annotations
 
 import html
+import json
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -49,8 +51,15 @@ def test_good_manifest_passes_and_writes_docs(manifest: pd.DataFrame, tmp_path: 
     assert report.evaluated == report.successful >= 20
     assert report.docs_index == (docs / MANIFEST_SUITE / "index.html").resolve()
     assert report.docs_index.is_file()
-    pages = list((docs / MANIFEST_SUITE / "validations").rglob("*.html"))
-    assert len(pages) == 1
+    assert sorted(p.name for p in (docs / MANIFEST_SUITE).iterdir()) == ["index.html",
+                                                                          "results.json"]
+    assert len(report.results) == report.evaluated and all(r.success for r in report.results)
+    rows = {(r.type, r.column): r for r in report.results}
+    assert rows[("expect_table_row_count_to_be_between", None)].observed == "40"
+    assert rows[("expect_column_values_to_be_unique", "image_id")].observed == "0 of 40 unexpected"
+    assert "min_value 0.3" in rows[("expect_column_values_to_be_between", "pixel_l2")].expected
+    result = json.loads((docs / MANIFEST_SUITE / "results.json").read_text())
+    assert result["success"] is True and len(result["results"]) == report.evaluated
 
 
 @pytest.mark.parametrize(
@@ -170,7 +179,7 @@ def test_missing_column_fails_and_docs_carry_no_traceback(
     assert "missing columns ['width']" in by_type[("expect_table_columns_to_match_set", None)]
     assert by_type[("expect_column_values_to_be_between", "width")].startswith(
         "could not be evaluated")
-    pages = "\n".join(p.read_text() for p in (tmp_path / "docs").rglob("*.html"))
+    pages = "\n".join(p.read_text() for p in (tmp_path / "docs").rglob("*") if p.is_file())
     assert "width" in pages
     for leak in ["Traceback", "site-packages", ".venv", str(Path.cwd())]:
         assert leak not in pages, leak
@@ -231,7 +240,7 @@ def test_audit_with_source_columns_is_refused(audit: pd.DataFrame) -> None:
                        docs_dir=None)
 
 
-# --- Data Docs: what ships publicly ----------------------------------------------------
+# --- the validation pages: what ships publicly ----------------------------------------
 
 
 def test_data_docs_carry_no_planted_identifier(tmp_path: Path) -> None:
@@ -257,10 +266,10 @@ def test_data_docs_carry_no_planted_identifier(tmp_path: Path) -> None:
     assert not manifest_report.success and audit_report.success
 
     files = [p for p in docs.rglob("*") if p.is_file()]
-    text = "\n".join(p.read_text(errors="replace") for p in files if p.suffix == ".html")
+    text = "\n".join(p.read_text(errors="replace") for p in files if p.suffix in {".html", ".json"})
     assert manifest_report.docs_index is not None and audit_report.docs_index is not None
     assert manifest_report.docs_index.is_file() and audit_report.docs_index.is_file()
-    # GE does render the unexpected values (so the leak check below can bite) ...
+    # the page does show sample unexpected values (so the leak check below can bite) ...
     assert shipped.loc[0, "image_id"] in text
     # ... but nothing the caller's internal table held, nor where the release lives
     for ident in [*planted, *subjects, "/data/sources", str(tmp_path)]:
@@ -272,19 +281,68 @@ def test_data_docs_carry_no_planted_identifier(tmp_path: Path) -> None:
     assert not [p for p in files if p.suffix in {".gif", ".otf"}]
 
 
-def test_each_suite_has_its_own_site_showing_only_the_latest_run(tmp_path: Path) -> None:
+def test_each_suite_has_its_own_page_showing_only_the_latest_run(tmp_path: Path) -> None:
     docs = tmp_path / "expectations"
     bad = make_manifest()
     bad.loc[0, "label"] = 9
     first = check_manifest(bad, docs)
     second = check_manifest(make_manifest(), docs)
+    audit = validate_audit(make_audit(), thresholds=THRESHOLDS, docs_dir=docs)
+    assert not first.success and second.success and audit.success
+    assert first.docs_index == second.docs_index != audit.docs_index
+    page = text_of(docs / MANIFEST_SUITE / "index.html")
+    assert re.search(r"Status:\s+passed", page)  # the latest run, not the failed one
+    assert "NO" not in page.split() and "e.g. 9" not in page
+    assert f"{second.evaluated} of {second.evaluated} expectations met" in page
+    audit_page = text_of(docs / AUDIT_SUITE / "index.html")
+    assert AUDIT_SUITE in audit_page and MANIFEST_SUITE not in audit_page
+
+
+def test_a_failed_expectation_shows_its_observed_value(tmp_path: Path) -> None:
+    bad = make_manifest()
+    bad.loc[0, "label"] = 9
+    report = check_manifest(bad, tmp_path / "docs")
+    page = text_of(report.docs_index)
+    assert re.search(r"Status:\s+FAILED", page)
+    row = next(r for r in report.results if not r.success)
+    assert (row.type, row.column) == ("expect_column_values_to_be_in_set", "label")
+    assert row.observed == "1 of 40 unexpected (e.g. 9)" and row.observed in page
+    assert f"{report.successful} of {report.evaluated} expectations met" in page
+
+
+class _Assets(HTMLParser):
+    """Every URL a page would fetch to render: script src, link href, img/source src."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        wanted = {"script": "src", "link": "href", "img": "src", "source": "src",
+                  "iframe": "src", "embed": "src", "object": "data"}.get(tag)
+        self.urls += [v or "" for k, v in attrs if k == wanted]
+
+
+def test_the_shipped_page_needs_no_network(tmp_path: Path) -> None:
+    docs = tmp_path / "release" / "expectations"
+    check_manifest(make_manifest(), docs)
     validate_audit(make_audit(), thresholds=THRESHOLDS, docs_dir=docs)
-    assert not first.success and second.success
-    manifest_pages = list((docs / MANIFEST_SUITE / "validations").rglob("*.html"))
-    audit_pages = list((docs / AUDIT_SUITE / "validations").rglob("*.html"))
-    assert len(manifest_pages) == 1 and len(audit_pages) == 1
-    index = (docs / MANIFEST_SUITE / "index.html").read_text()
-    links = set(re.findall(r"validations/[A-Za-z0-9_./\-]+?\.html", index))
-    assert len(links) == 1 and (docs / MANIFEST_SUITE / links.pop()).is_file()
-    page = html.unescape(re.sub(r"<[^>]+>", " ", manifest_pages[0].read_text()))
-    assert re.search(r"Status:\s+Succeeded", page)  # the latest run, not the failed one
+    pages = sorted(docs.rglob("*.html"))
+    assert [p.relative_to(docs).as_posix() for p in pages] == [
+        f"{AUDIT_SUITE}/index.html", f"{MANIFEST_SUITE}/index.html"]
+    for page in pages:
+        text = page.read_text()
+        parser = _Assets()
+        parser.feed(text)
+        assert parser.urls == [] and "script" not in parser.tags, page
+        assert not re.search(r"(?:https?:)?//[A-Za-z0-9.-]+\.[a-z]{2,}", text), page  # not in CSS either
+        assert "<table>" in text and "expect_column_values_to_not_be_null" in text
+    # the page GE would have shipped needs the network: what this replaces
+    assert not [p for p in docs.rglob("*") if p.is_file() and p.suffix in {".js", ".css", ".gif"}]
+
+
+def text_of(page: Path | None) -> str:
+    assert page is not None
+    return html.unescape(re.sub(r"<[^>]+>", " ", page.read_text()))

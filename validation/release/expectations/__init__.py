@@ -5,8 +5,8 @@ the exact public column set, random image ids, labels, image size, generator kin
 every audit distance on its safe side; the audit suite checks that no shipped image was
 flagged and every distance is present, plausible and safe. Before GE sees a table, both
 entry points refuse identifying column names and the caller's internal ids (`guards`),
-because the Data Docs ship publicly. `runner` holds the ephemeral GE context, the
-reports and the Data Docs, and imports GE on first use only, so importing this package
+because the validation pages ship publicly. `runner` holds the ephemeral GE context, the
+reports and the offline validation page (`page`), and imports GE on first use only, so importing this package
 stays cheap (Dagster imports it while loading definitions).
 
 The names below are the package's public face; import them from here.
@@ -14,6 +14,7 @@ The names below are the package's public face; import them from here.
 
 from validation.release.expectations.guards import IDENTIFYING_NAME_PARTS, IdentifyingDataError
 from validation.release.expectations.runner import (
+    ExpectationOutcome,
     ExpectationReport,
     FailedExpectation,
     validate_audit,
@@ -44,6 +45,7 @@ __all__ = [
     "MANIFEST_CORE_COLUMNS",
     "MANIFEST_SUITE",
     "Direction",
+    "ExpectationOutcome",
     "ExpectationReport",
     "FailedExpectation",
     "IdentifyingDataError",

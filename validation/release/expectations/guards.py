@@ -1,7 +1,7 @@
 """Refusing identifiers before Great Expectations sees a table.
 
-Data Docs ship publicly with each release (DESIGN.md, "Releases and withdrawal"), and GE
-renders samples of unexpected values into them. So a frame with a column or index whose
+The validation pages (and GE's ``results.json``) ship publicly with each release, and
+they show samples of unexpected values. So a frame with a column or index whose
 name contains ``subject``, ``source``, ``record``, ``patient`` or ``path`` is refused
 (``IdentifyingDataError``), and, when the caller passes its internal identifiers as
 ``forbidden_ids``, so is any cell equal to one of them (invariant 5). The caller drops
@@ -22,7 +22,7 @@ IDENTIFYING_NAME_PARTS: tuple[str, ...] = ("subject", "source", "record", "patie
 
 
 class IdentifyingDataError(ReleaseError):
-    """A table headed for public Data Docs carries (or may carry) identifiers.
+    """A table headed for the public validation pages carries (or may carry) identifiers.
 
     `columns` names the offending columns; cell values are never echoed, since they are
     the very identifiers that must not leak into logs either.
@@ -59,7 +59,7 @@ def guard_frame(
         raise IdentifyingDataError(
             f"{what}: refusing columns that may identify a source or subject: "
             f"{', '.join(sorted(bad))}; drop internal lineage columns before validating "
-            "(the Data Docs ship publicly)",
+            "(the validation pages ship publicly)",
             bad,
         )
     if len({str(c) for c in frame.columns}) != len(frame.columns):

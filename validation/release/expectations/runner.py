@@ -1,21 +1,18 @@
-"""Running a release suite: an ephemeral Great Expectations context, reports, Data Docs.
+"""Running a release suite: an ephemeral Great Expectations context, reports, a page.
 
 Speed: importing GE costs seconds, so it is imported on first use only (importing this
 module is cheap, e.g. when Dagster loads definitions). Each distinct suite (same
 expectations, same parameters) gets one ephemeral context, data asset, suite and
-validation definition, cached for the life of the process; a docs folder adds one docs
-site and checkpoint to it. Nothing is fetched from the network and GE's progress bars
-and analytics are off.
+validation definition, cached for the life of the process. Nothing is fetched from the
+network and GE's progress bars and analytics are off.
 
-Docs layout: ``docs_dir/<suite name>/index.html`` (``release_manifest``,
-``release_audit``). Each suite has its own site so that validating the two tables in
-different processes (Dagster's multiprocess executor) cannot make one site's index
-prune the other's pages; each site shows exactly the latest validation of its suite,
-which is the one that let the release through. Static assets that no page references
-(GE's tutorial GIFs, about 4 MB) are pruned from the site. The checkpoint runs without
-actions and the site is built right after (`context.build_data_docs`, the call GE's
-UpdateDataDocsAction makes), because an expectation that could not be evaluated carries
-a traceback with this server's file paths, which must be scrubbed before it is rendered.
+What ships: ``docs_dir/<suite name>/index.html`` (``release_manifest``,
+``release_audit``), our own validation page (`page`), not GE's Data Docs: those load
+their scripts and styles from CDNs, which GE does not ship, and show nothing offline.
+The page lists every expectation (column, what it expects, passed, observed value) of
+the run that let the release through; ``results.json`` beside it is GE's own result.
+An expectation that could not be evaluated carries a traceback with this server's file
+paths: it is scrubbed to one path-free line before anything is written.
 
 Both entry points pass the table through `guards.guard_frame` before GE sees it.
 """
@@ -35,8 +32,8 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from consentgen.errors import ReleaseError
 from validation.release.expectations.guards import guard_frame
+from validation.release.expectations.page import expected_text, short, write_page
 from validation.release.expectations.suites import (
     AUDIT_SUITE,
     DEFAULT_GENERATOR_KINDS,
@@ -65,6 +62,20 @@ class FailedExpectation(BaseModel):
     """Counts or observed value; never sample values."""
 
 
+class ExpectationOutcome(BaseModel):
+    """One expectation of a run, passed or not: a row of the validation page and card."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    column: str | None
+    expected: str
+    """What it asks for, from its arguments (the column aside)."""
+    success: bool
+    observed: str
+    """The observed value, or "k of n unexpected"; "could not be evaluated: ..." if so."""
+
+
 class ExpectationReport(BaseModel):
     """What a suite found: enough for an asset check's metadata and a data card."""
 
@@ -76,7 +87,9 @@ class ExpectationReport(BaseModel):
     successful: int
     failed: list[FailedExpectation]
     docs_index: Path | None
-    """``index.html`` of this suite's Data Docs site, when a docs folder was given."""
+    """This suite's validation page (``index.html``), when a docs folder was given."""
+    results: list[ExpectationOutcome] = []
+    """Every expectation evaluated, in the suite's order."""
 
     def failed_types(self) -> set[str]:
         """The types of the failed expectations (handy in checks and tests)."""
@@ -95,7 +108,7 @@ def _signature(suite_name: str, specs: list[Spec]) -> str:
 
 
 class _Runner:
-    """One suite in its own ephemeral context, with a docs site per docs folder."""
+    """One suite in its own ephemeral context."""
 
     def __init__(self, suite_name: str, specs: list[Spec]) -> None:
         with warnings.catch_warnings():  # GE's own imports of deprecated stdlib modules
@@ -128,63 +141,32 @@ class _Runner:
         self.checkpoint = self.context.checkpoints.add(gx.Checkpoint(
             name=f"{suite_name}_checkpoint",
             validation_definitions=[self.validation],
-            actions=[],  # docs are built after scrubbing, see `run`
+            actions=[],  # the page is written after scrubbing, see `run`
             result_format={
                 "result_format": "SUMMARY",
                 "partial_unexpected_count": _PARTIAL_UNEXPECTED_COUNT,
             },
         ))
-        self._sites: dict[str, str] = {}
-
-    def _site(self, site_dir: Path) -> str:
-        """The docs site writing to `site_dir`, added to the context on first use."""
-        key = str(site_dir)
-        if key not in self._sites:
-            name = "consentgen_" + hashlib.sha256(key.encode()).hexdigest()[:16]
-            self.context.add_data_docs_site(name, {
-                "class_name": "SiteBuilder",
-                "show_how_to_buttons": False,
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": key,
-                },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            })
-            self._sites[key] = name
-        return self._sites[key]
 
     def run(self, frame: pd.DataFrame, site_dir: Path | None) -> ExpectationReport:
-        """Validate `frame`; with `site_dir`, (re)build that suite's Data Docs site.
+        """Validate `frame`; with `site_dir`, write that suite's validation page there.
 
-        The docs are built by the same site builder that GE's UpdateDataDocsAction
-        drives, but only after the stored result is scrubbed: an expectation that cannot
-        be evaluated (a missing column, a wrong dtype) carries a Python traceback with
-        this server's file paths, which GE would otherwise render into public pages.
+        Tracebacks of expectations that could not be evaluated are scrubbed first (they
+        hold this server's file paths), so neither the page nor ``results.json`` has one.
         """
-        from great_expectations.data_context.types.resource_identifiers import (
-            ExpectationSuiteIdentifier,
-        )
-
         store = self.context.validation_results_store
-        # Only the latest validation stays in the store, so the site's index (which
-        # prunes pages missing from the store) shows exactly the run that gated release.
-        for old in store.list_keys():
+        for old in store.list_keys():  # a long-lived process keeps no old runs in memory
             store.remove_key(old)
         result = self.checkpoint.run(batch_parameters={"dataframe": frame})
-        ((key, suite_result),) = result.run_results.items()
-        if _scrub(suite_result):
-            store.set(key, suite_result)
-        index = None
-        if site_dir is not None:
-            self.context.build_data_docs(
-                site_names=[self._site(site_dir)],
-                resource_identifiers=[key, ExpectationSuiteIdentifier(name=self.suite_name)],
-            )
-            index = site_dir / "index.html"
-            if not index.is_file() or "<html" not in index.read_text(errors="replace")[:4096]:
-                raise ReleaseError(f"Data Docs were not written to {site_dir}")
-            _prune_static(site_dir)
-        return _report(self.suite_name, suite_result, index)
+        ((_, suite_result),) = result.run_results.items()
+        _scrub(suite_result)
+        report = _report(self.suite_name, suite_result, None)
+        if site_dir is None:
+            return report
+        index = write_page(site_dir, suite_name=report.suite_name, success=report.success,
+                           evaluated=report.evaluated, successful=report.successful,
+                           rows=report.results, result_json=suite_result.to_json_dict())
+        return report.model_copy(update={"docs_index": index})
 
 
 _PATHLIKE = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\s'\"<>:,)]+){2,}")
@@ -249,17 +231,35 @@ def _reason(res: Any) -> str:
     return "failed"
 
 
+def _observed(res: Any) -> str:
+    """The observed value of one expectation, passed or not, in one short line."""
+    message = _exception_message(getattr(res, "exception_info", None))
+    if message is not None:
+        return f"could not be evaluated: {short((message.splitlines() or ['error'])[0], 160)}"
+    result = res.result or {}
+    if "unexpected_count" in result:
+        text = f"{result.get('unexpected_count')} of {result.get('element_count')} unexpected"
+        sample = result.get("partial_unexpected_list") or []
+        if sample:
+            text += f" (e.g. {', '.join(short(v, 40) for v in sample[:5])})"
+        return text
+    if "observed_value" in result:
+        return short(result["observed_value"], 160)
+    return "—"
+
+
 def _report(suite_name: str, suite_result: Any, index: Path | None) -> ExpectationReport:
     failed = []
+    outcomes = []
     for res in suite_result.results:
-        if res.success:
-            continue
         config = res.expectation_config
         column = config.kwargs.get("column")
-        failed.append(FailedExpectation(
-            type=config.type, column=str(column) if column is not None else None,
-            reason=_reason(res),
-        ))
+        column = str(column) if column is not None else None
+        outcomes.append(ExpectationOutcome(
+            type=config.type, column=column, expected=expected_text(dict(config.kwargs)),
+            success=bool(res.success), observed=_observed(res)))
+        if not res.success:
+            failed.append(FailedExpectation(type=config.type, column=column, reason=_reason(res)))
     stats = suite_result.statistics
     return ExpectationReport(
         suite_name=suite_name,
@@ -268,26 +268,8 @@ def _report(suite_name: str, suite_result: Any, index: Path | None) -> Expectati
         successful=int(stats["successful_expectations"]),
         failed=failed,
         docs_index=index,
+        results=outcomes,
     )
-
-
-_STATIC_REF = re.compile(r"static/([A-Za-z0-9_.\-/]+)")
-
-
-def _prune_static(site_dir: Path) -> None:
-    """Delete static assets that no page of the site references (~4 MB of GIFs/fonts)."""
-    static = site_dir / "static"
-    if not static.is_dir():
-        return
-    referenced: set[str] = set()
-    for page in site_dir.rglob("*.html"):
-        referenced.update(_STATIC_REF.findall(page.read_text(errors="replace")))
-    for path in sorted(static.rglob("*"), reverse=True):
-        rel = path.relative_to(static).as_posix()
-        if path.is_file() and rel not in referenced:
-            path.unlink()
-        elif path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
 
 
 def _run(suite_name: str, specs: list[Spec], frame: pd.DataFrame,
@@ -328,7 +310,7 @@ def validate_manifest(
 
     `image_size` is (width, height) as the ``width``/``height`` columns hold it.
     `thresholds` maps each audit-distance column to its safe side (see `Direction`).
-    `docs_dir`: the release's expectations folder; the suite's Data Docs go to
+    `docs_dir`: the release's expectations folder; the suite's validation page goes to
     ``docs_dir/release_manifest/`` (None: no docs). `forbidden_ids`: the caller's
     internal source/subject/record ids; any cell equal to one is refused.
 
