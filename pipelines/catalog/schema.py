@@ -30,7 +30,8 @@ from consentgen.errors import CatalogError
 
 SCHEMA_VERSION = 3
 """1: keys and versioning. 2: releases.status, withdrawal reasons and times, bans, erasures.
-3: candidates.conditioned_on (img2img lineage), releases.inputs_digest; labels as text
+3: candidates.conditioned_on (img2img lineage), releases.inputs_digest, ingest_runs.label_tag;
+labels as text
 (sources, eligible_records, candidates, release_images: class names or integers' decimal
 text) and snapshot_classes (each build's class list)."""
 """Bump with every change to a table, and teach `ensure_schema` to bring older files up."""
@@ -182,6 +183,8 @@ class IngestRun(Row):
     duplicate: int
     quarantined: int
     config_json: str
+    label_tag: str | None = None
+    """The DICOM tag labels were taken from (`--label-from-tag`), if any."""
 
 
 class Snapshot(Row):

@@ -1,6 +1,8 @@
-"""`consentgen ingest PATH (--manifest FILE | --subject-from-tag TAG)`.
+"""`consentgen ingest PATH (--manifest FILE | --subject-from-tag TAG) [--label-from-tag TAG]`.
 
-Prints the summary (accepted / duplicate / quarantined by reason). Anticipated failures
+Sources are normalised to the size and channels the home's build file generates at
+(`generator.image_size`, at least 64 px; `generator.channels`) unless `--size` /
+`--channels` say otherwise, so a build at 128 px finds sources of 128 px. Prints the summary (accepted / duplicate / quarantined by reason). Anticipated failures
 (a wrong manifest, a locked catalog) print one line on stderr and exit 1; bad image
 files are never failures, they are quarantined and counted.
 """
@@ -15,6 +17,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from consentgen.errors import ConfigError, ConsentgenError
+from pipelines.buildfile import load_config
 from pipelines.cli.common import HomeOption, console, err_console, resolve_home
 from pipelines.steps.ingest_file import IngestConfig, IngestSummary
 from pipelines.steps.ingest import ingest as run_ingest
@@ -30,8 +33,21 @@ def ingest(
         str | None,
         typer.Option(help="Take each file's subject from this DICOM tag (e.g. PatientID)."),
     ] = None,
-    size: Annotated[str, typer.Option(help="Normalised size: N or WxH.")] = "64",
-    channels: Annotated[int, typer.Option(help="1 = grayscale, 3 = RGB.")] = 1,
+    label_from_tag: Annotated[
+        str | None,
+        typer.Option(help="Take each DICOM file's label from this tag (e.g. BodyPartExamined); "
+                          "a file without it gets no label."),
+    ] = None,
+    size: Annotated[
+        str | None,
+        typer.Option(help="Normalised size: N or WxH (default: the build file's "
+                          "generator.image_size, at least 64).", show_default=False),
+    ] = None,
+    channels: Annotated[
+        int | None,
+        typer.Option(help="1 = grayscale, 3 = RGB (default: the build file's generator.channels).",
+                     show_default=False),
+    ] = None,
     fit: Annotated[str, typer.Option(help="pad, crop or stretch to the size.")] = "pad",
     max_pixels: Annotated[
         int, typer.Option(help="Largest frame (width x height) decoded; larger is quarantined.")
@@ -43,12 +59,18 @@ def ingest(
 ) -> None:
     """Ingest source images: decode defensively, normalise, record; quarantine the rest."""
     try:
+        root = resolve_home(home)
+        if size is None or channels is None:
+            generator = load_config(None, home=root).generator
+            size = str(max(MIN_DEFAULT_SIZE, generator.image_size)) if size is None else size
+            channels = generator.channels if channels is None else channels
         config = _config(size, channels, fit, max_pixels, multiframe)
         summary = run_ingest(
             path,
             manifest=manifest,
             subject_from_tag=subject_from_tag,
-            home=resolve_home(home),
+            label_from_tag=label_from_tag,
+            home=root,
             config=config,
             progress=True,
         )
@@ -56,6 +78,11 @@ def ingest(
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from exc
     print_summary(summary)
+
+
+MIN_DEFAULT_SIZE = 64
+"""The smallest default size: what sources were always kept at; a build at a smaller size
+resizes them down, and one at a larger size needs them stored larger."""
 
 
 def _config(size: str, channels: int, fit: str, max_pixels: int, multiframe: str) -> IngestConfig:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from consent import Ledger
-from consentgen.errors import NoEligibleRecordsError, TooFewRecordsError
+from consentgen.errors import BuildInputError, NoEligibleRecordsError, TooFewRecordsError
 from generators.shards import shard_of
 from pipelines.catalog import Catalog, EligibleRecord, Exclusion, Snapshot, SourceRecord
 from pipelines.catalog.lineage import eligible_records, exclusions
@@ -99,7 +99,13 @@ def load_eligible(catalog: Catalog, snapshot_id: str) -> EligibleSet:
 def check_enough(chosen: EligibleSet, sources: Sequence[SourceRecord], purpose: str,
                  config: BuildConfig) -> None:
     """Refuse, in one line naming what to change, a build that could not train every shard
-    and class it asks for."""
+    and class it asks for, or only on sources stored smaller than it generates."""
+    size = config.generator.image_size
+    stored = min(((s.width, s.height) for s in sources), key=min, default=None)
+    if stored is not None and min(stored) < size:
+        raise BuildInputError(
+            f"generator.image_size = {size} is larger than the sources, stored at "
+            f"{stored[0]}x{stored[1]} px: re-ingest them with `consentgen ingest DIR --size {size}`")
     if not chosen.records:
         counts = chosen.exclusion_counts()
         why = ", ".join(f"{reason} {n}" for reason, n in counts.items())

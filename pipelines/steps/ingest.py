@@ -1,6 +1,7 @@
 """Ingest: untrusted files in, normalised metadata-free sources and quarantine rows out.
 
-`ingest(path, manifest=..., subject_from_tag=..., home=..., config=...)` walks a file or a
+`ingest(path, manifest=..., subject_from_tag=..., label_from_tag=..., home=..., config=...)`
+walks a file or a
 folder and, for every regular file, either accepts it or quarantines it; nothing is
 dropped silently and no bad file stops the run (DESIGN.md invariant 4). Decoding is
 `validation`'s job; `ingest_file` decides each file's identity and records it.
@@ -8,6 +9,10 @@ dropped silently and no bad file stops the run (DESIGN.md invariant 4). Decoding
 - Every record needs a subject (no subject means no consent): from the manifest CSV
   (`validation.sources.manifest`) or, for DICOM folders, from a tag such as PatientID. Files in
   the folder that the manifest does not list are quarantined as `not_in_manifest`.
+- A record's label (its class) comes from the manifest's `label` column or, for DICOM,
+  from a tag such as BodyPartExamined (`label_from_tag`); a file without one has no label
+  (a class-conditional build leaves it out), one whose value cannot name a class folder is
+  quarantined as `invalid_label`.
 - An accepted image is normalised (`IngestConfig`: default 64x64 grayscale, letterboxed)
   and stored once under `<home>/sources/<hh>/<content_hash>.png`.
 - Identity: the manifest's `record_id`, else one derived from subject and content hash.
@@ -47,6 +52,7 @@ def ingest(
     *,
     manifest: str | os.PathLike[str] | None = None,
     subject_from_tag: str | None = None,
+    label_from_tag: str | None = None,
     home: str | os.PathLike[str] | None = None,
     config: IngestConfig | None = None,
     progress: bool = False,
@@ -65,17 +71,22 @@ def ingest(
             "say whose images these are: give --manifest FILE or --subject-from-tag TAG "
             "(exactly one)"
         )
-    if subject_from_tag is not None:
-        resolve_tag(subject_from_tag)  # unknown tag names fail now, not per file
+    for tag in (subject_from_tag, label_from_tag):
+        if tag is not None:
+            resolve_tag(tag)  # unknown tag names fail now, not per file
     catalog = Catalog(home)
     manifest_path = Path(os.path.abspath(manifest)) if manifest is not None else None
     entries = _manifest_entries(root, manifest_path) if manifest_path else None
+    if label_from_tag is not None and entries and any(e.label is not None for e in entries.values()):
+        raise ConfigError(f"manifest {manifest_path} has labels and --label-from-tag "
+                          f"{label_from_tag} was given: take labels from one of them")
     _check_shape(catalog, config)
     run = FileIntake(
         catalog=catalog,
         config=config,
         entries=entries,
         tag=subject_from_tag,
+        label_tag=label_from_tag,
         known=Known(catalog.source_keys()),
         summary=IngestSummary(run_id=uuid.uuid4().hex[:16], root=str(root)),
     )
@@ -93,6 +104,7 @@ def ingest(
             root=str(root),
             manifest=str(manifest_path) if manifest_path else None,
             subject_tag=subject_from_tag,
+            label_tag=label_from_tag,
             started_at=started,
             finished_at=datetime.now(UTC),
             files_seen=run.summary.files_seen,

@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from consentgen.errors import CatalogError, DecodeError
+from consentgen.labels import canonical_label
 from pipelines.catalog import SOURCES_DIR, Catalog, IngestRun, QuarantineEntry, SourceRecord
 from validation.sources.decode import DecodeConfig, decode_bytes, read_limited, short_error
 from validation.sources.manifest import ManifestRow
@@ -28,6 +29,7 @@ from validation.sources.normalize import NormalizeConfig, content_hash, encode_p
 NOT_IN_MANIFEST = "not_in_manifest"
 NO_SUBJECT_TAG = "no_subject_tag"
 RECORD_CONFLICT = "record_conflict"
+INVALID_LABEL = "invalid_label"
 INTERNAL_ERROR = "internal_error"
 
 
@@ -91,6 +93,7 @@ class FileIntake:
     tag: str | None
     known: Known
     summary: IngestSummary
+    label_tag: str | None = None
     pending_sources: list[SourceRecord] = field(default_factory=list)
     pending_quarantine: list[QuarantineEntry] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
@@ -135,7 +138,7 @@ class FileIntake:
             decoded = decode_bytes(
                 data,
                 self.config,
-                tags=(self.tag,) if self.tag else (),
+                tags=tuple(t for t in (self.tag, self.label_tag) if t),
                 target=self.config.size,
                 grayscale=self.config.channels == 1,
             )
@@ -152,6 +155,8 @@ class FileIntake:
         pixels = normalize(decoded.image, self.config)
         chash = content_hash(pixels)
         label = entry.label if entry else None
+        if self.label_tag is not None:
+            label = self._tag_label(decoded.tags.get(self.label_tag), decoded.format, fsha)
         record_id = (entry.record_id if entry else None) or derive_record_id(subject, chash)
         existing = self.known.records.get(record_id)
         if existing is not None:
@@ -193,6 +198,17 @@ class FileIntake:
         self.known.add(record)
         self.pending_sources.append(record)
         return "accepted"
+
+    def _tag_label(self, value: str | None, fmt: str, fsha: str) -> str | None:
+        """The label a tag gives: none without the tag (never a quarantine: the file is
+        still a source), a quarantine when its value cannot name a class folder."""
+        if value is None:
+            return None
+        try:
+            return canonical_label(value)
+        except ValueError as exc:
+            raise _Quarantine(INVALID_LABEL, "ConfigError",
+                              f"{fmt} tag {self.label_tag}: {exc}", fsha) from exc
 
     def _already_there(self, entry: ManifestRow, fsha: str) -> bool:
         """The same file for the same subject and label is in already: skip decoding."""

@@ -49,6 +49,7 @@ NULLABLE = {
     ("quarantine", "file_sha256"),
     ("ingest_runs", "manifest"),
     ("ingest_runs", "subject_tag"),
+    ("ingest_runs", "label_tag"),
     ("consent_snapshots", "run_id"),
     ("shard_models", "epsilon"),
     ("shard_models", "final_loss"),
@@ -221,6 +222,7 @@ def _pre_version_columns() -> dict[str, list[str]]:
 PRE_VERSION_COLUMNS = _pre_version_columns()
 ADDED_SINCE = {"releases": {"status": "published", "inputs_digest": None},
                "candidates": {"conditioned_on": None},
+               "ingest_runs": {"label_tag": None},
                "withdrawals": {"reason": None, "effective_at": None, "latency_effective_s": None,
                                "note": None}}
 
@@ -310,7 +312,8 @@ LABEL_TABLES = ("sources", "eligible_records", "candidates", "release_images")
 def test_a_version_2_catalog_gets_text_labels_and_class_lists(home: Path) -> None:
     """Before version 3 labels were BIGINT: they become their decimal text, rows kept."""
     path = Catalog(home).path
-    v3_only = {"candidates": {"conditioned_on"}, "releases": {"inputs_digest"}}
+    v3_only = {"candidates": {"conditioned_on"}, "releases": {"inputs_digest"},
+               "ingest_runs": {"label_tag"}}
     rows = {m.table: sample(m, label="12") if "label" in m.model_fields else sample(m)
             for m in TABLES if m.table != "snapshot_classes"}
     with duckdb.connect(str(path)) as con:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from typer.testing import CliRunner
 
@@ -97,3 +98,52 @@ def test_installed_console_script(tmp_path: Path, home: Path) -> None:
     )
     assert failed.returncode == 1
     assert failed.stderr.strip().count("\n") == 0 and "--manifest" in failed.stderr
+
+
+def _mr_slice(path: Path, subject: str, body_part: str | list[str] | None) -> None:
+    """pydicom-data's MR slice under another PatientID, with or without BodyPartExamined."""
+    ds = pydicom.dcmread(f.testdata("MR_small.dcm"))
+    ds.PatientID = subject
+    if body_part is not None:
+        ds.BodyPartExamined = body_part
+    elif "BodyPartExamined" in ds:
+        del ds.BodyPartExamined
+    ds.save_as(path)
+
+
+def test_label_from_tag_option(tmp_path: Path, home: Path) -> None:
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    _mr_slice(folder / "head.dcm", "p1", "HEAD")
+    _mr_slice(folder / "untagged.dcm", "p2", None)
+    _mr_slice(folder / "two.dcm", "p3", ["HEAD", "NECK"])  # read as HEAD\\NECK: no folder name
+    result = runner.invoke(app, ["ingest", str(folder), "--subject-from-tag", "PatientID",
+                                 "--label-from-tag", "BodyPartExamined"])
+    assert result.exit_code == 0, result.output
+    catalog = Catalog(home)
+    # a file without the tag is a source without a label, not a quarantined file
+    assert {r.subject_id: r.label for r in catalog.sources()} == {"p1": "HEAD", "p2": None}
+    (two,) = catalog.quarantined()
+    assert two.reason == "invalid_label" and "HEAD\\\\NECK" in two.detail
+    assert catalog.runs()[-1].label_tag == "BodyPartExamined"
+    unknown = runner.invoke(app, ["ingest", str(folder), "--subject-from-tag", "PatientID",
+                                  "--label-from-tag", "BodyPartExamind"])
+    assert unknown.exit_code == 1 and "unknown DICOM tag 'BodyPartExamind'" in unknown.stderr
+
+
+def test_sources_are_stored_at_the_build_files_size_by_default(tmp_path: Path, home: Path) -> None:
+    folder, manifest = make_folder(tmp_path)
+    text = (home / "consentgen.toml").read_text(encoding="utf-8")
+    assert "image_size = 32" in text  # the default build asks for less than 64: 64 it is
+    first = runner.invoke(app, ["ingest", str(folder / "a.png"), "--manifest", str(manifest)])
+    assert first.exit_code == 0, first.output
+    assert Catalog(home).source_shapes() == {(64, 64, 1)}
+
+    other = tmp_path / "other-home"  # a home holds sources of one size
+    assert runner.invoke(app, ["init", "--home", str(other)]).exit_code == 0
+    (other / "consentgen.toml").write_text(text.replace("image_size = 32", "image_size = 128"),
+                                           encoding="utf-8")
+    result = runner.invoke(app, ["ingest", str(folder / "a.png"), "--manifest", str(manifest),
+                                 "--home", str(other)])
+    assert result.exit_code == 0, result.output
+    assert Catalog(other).source_shapes() == {(128, 128, 1)}
