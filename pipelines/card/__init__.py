@@ -1,12 +1,16 @@
 """The data card of a release: its model (what may appear on it) and its rendering.
 
-`model` says what a card may hold (`suppression`: no small count of people on it),
+`model` says what a card may hold (`suppression`: no small count of people on it;
+`dataset`: who publishes it on what terms), `assessment` puts every privacy and utility
+figure in words with its reference and a green / amber / red flag,
 `plots` draws its pictures from the images `samples` chooses, `view` formats it once and
 `render` lays it out through the two templates in ``templates/`` and makes its files.
 This package sits above `pipelines.catalog` and below `pipelines.steps`: it imports
 neither the steps nor Dagster.
 """
 
+from pipelines.card.assessment import NOT_MEANINGFUL, Assessment, assessments
+from pipelines.card.dataset import NOT_STATED, DatasetInfo
 from pipelines.card.formatting import NOT_COMPUTED
 from pipelines.card.model import (
     AuditThreshold,
@@ -27,6 +31,7 @@ from pipelines.card.suppression import PublicCount, Suppressed, public_count
 from pipelines.card.view import CARD_FOLDER
 
 __all__ = [
+    "Assessment",
     "AuditThreshold",
     "CARD_FOLDER",
     "CARD_JSON",
@@ -34,16 +39,20 @@ __all__ = [
     "ConsentSnapshotHead",
     "Counts",
     "DataCard",
+    "DatasetInfo",
     "DistanceDistribution",
     "ExpectationsSummary",
     "GeneratorInfo",
     "NOT_COMPUTED",
+    "NOT_MEANINGFUL",
+    "NOT_STATED",
     "PrivacyFigures",
     "PublicCount",
     "SAMPLE_GRID",
     "Suppressed",
     "UtilityFigures",
     "WithdrawalLine",
+    "assessments",
     "card_files",
     "choose_samples",
     "load_card",

@@ -4,8 +4,10 @@ A data card ships with every release: the consent snapshot the build honoured (l
 head sequence and hash), the counts from sources to published images, the generator,
 the near-duplicate thresholds with the distribution of every published image's
 nearest-source distance (invariant 3: "by the metrics and thresholds in the release's
-data card"), the calibration of those thresholds, privacy and utility figures, and the
-Great Expectations summary. `pipelines.card.render` turns one `DataCard` into both files.
+data card"), the calibration of those thresholds, privacy and utility figures (with the
+sample sizes they rest on), every Great Expectations result, and who publishes the
+dataset on what terms (`pipelines.card.dataset`). `pipelines.card.render` turns one
+`DataCard` into both files.
 
 Two rules shape the model:
 
@@ -35,10 +37,15 @@ from typing import Literal
 import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipelines.card.dataset import DatasetInfo
 from pipelines.card.formatting import number
 from pipelines.card.suppression import PublicCount, is_public
 from pipelines.catalog.reasons import WithdrawalReason
-from validation.release.expectations import ExpectationReport, FailedExpectation
+from validation.release.expectations import (
+    ExpectationOutcome,
+    ExpectationReport,
+    FailedExpectation,
+)
 
 _KEY = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 _METRIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
@@ -210,7 +217,10 @@ class CalibrationRates(_Model):
     """Per transform (crop, flip, noise, brightness, jpeg): share of copies flagged."""
     false_positive_rate: Fraction | None = Field(None, ge=0, le=1)
     n_positives: int | None = Field(None, ge=0)
+    """Known copies audited, all transforms together."""
+    n_per_transform: int | None = Field(None, ge=0)
     n_negatives: int | None = Field(None, ge=0)
+    """Different images audited (sources of other subjects, held out of the reference)."""
 
     @field_validator("detection_rate")
     @classmethod
@@ -237,6 +247,10 @@ class PrivacyFigures(_Model):
     n_holdout: PublicCount | None = None
     membership_auc: Fraction | None = Field(None, ge=0, le=1)
     """ROC AUC of a loss-based membership-inference attack; 0.5 = no signal."""
+    mia_n_members: PublicCount | None = None
+    """Training records the attack was scored on (of one shard's model)."""
+    mia_n_nonmembers: PublicCount | None = None
+    """Held-out records it was scored on."""
 
 
 class UtilityFigures(_Model):
@@ -246,6 +260,12 @@ class UtilityFigures(_Model):
     trtr_accuracy: Fraction | None = Field(None, ge=0, le=1)
     n_test: PublicCount | None = None
     """Held-out consented records: records of subjects, so suppressed under k."""
+    n_train_synthetic: int | None = Field(None, ge=0)
+    """Published images the TSTR classifier was trained on."""
+    n_train_real: PublicCount | None = None
+    """Training records the TRTR classifier was trained on."""
+    chance_accuracy: Fraction | None = Field(None, ge=0, le=1)
+    """Share of the most frequent class among the test records: what guessing scores."""
     classifier: str | None = None
 
 
@@ -257,8 +277,11 @@ class ExpectationsSummary(_Model):
     evaluated: int = Field(ge=0)
     successful: int = Field(ge=0)
     failed: list[FailedExpectation] = []
+    results: list[ExpectationOutcome] = []
+    """Every expectation with its column, passed or not, and the observed value."""
     docs_link: str | None = None
-    """``expectations/release_manifest/index.html``: relative to the release folder."""
+    """The suite's validation page, ``expectations/release_manifest/index.html``,
+    relative to the release folder."""
 
     @field_validator("docs_link")
     @classmethod
@@ -285,7 +308,8 @@ class ExpectationsSummary(_Model):
                 link = None
         return cls(
             suite_name=report.suite_name, success=report.success, evaluated=report.evaluated,
-            successful=report.successful, failed=list(report.failed), docs_link=link,
+            successful=report.successful, failed=list(report.failed),
+            results=list(report.results), docs_link=link,
         )
 
 
@@ -307,6 +331,12 @@ class DataCard(_Model):
 
     version: str = Field(pattern=r"^v\d{4,}$")
     created_at: AwareDatetime
+    profile: Literal["demo", "test"] | None = None
+    """The build file's preset; ``test`` (tiny models) puts a "not for publication" banner
+    on the card."""
+    dataset: DatasetInfo = DatasetInfo()
+    """Controller, contact, licence, legal basis, uses, withdrawal: the build file's
+    ``[dataset]``."""
     consent: ConsentSnapshotHead
     purpose: str = Field(min_length=1, max_length=200)
     counts: Counts = Counts()
@@ -331,7 +361,9 @@ class DataCard(_Model):
         k = self.min_public_count
         counts = self.counts.of_people() | {
             "privacy.n_train": self.privacy.n_train, "privacy.n_holdout": self.privacy.n_holdout,
-            "utility.n_test": self.utility.n_test}
+            "privacy.mia_n_members": self.privacy.mia_n_members,
+            "privacy.mia_n_nonmembers": self.privacy.mia_n_nonmembers,
+            "utility.n_test": self.utility.n_test, "utility.n_train_real": self.utility.n_train_real}
         counts |= {f"withdrawals[{i}].images": w.images for i, w in enumerate(self.withdrawals)}
         exposed = sorted(name for name, value in counts.items() if not is_public(value, k))
         if exposed:

@@ -24,6 +24,8 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from consentgen.errors import ConfigError
+from pipelines.card.assessment import AMBER, GREEN, NOT_MEANINGFUL, RED
+from pipelines.card.dataset import NOT_STATED
 from pipelines.card.formatting import NOT_COMPUTED
 from pipelines.card.model import DataCard
 from pipelines.card.plots import histogram_png, sample_grid_png
@@ -51,6 +53,9 @@ _ENV = Environment(
 )
 _ENV.filters["md"] = _md_cell
 _ENV.globals["NOT_COMPUTED"] = NOT_COMPUTED
+_ENV.globals["NOT_STATED"] = NOT_STATED
+_ENV.globals["FLAG_CLASS"] = {GREEN: "flag-green", AMBER: "flag-amber", RED: "flag-red",
+                              NOT_MEANINGFUL: "flag-nm"}
 
 
 def _pictures(card: DataCard, sample_images: Sequence[np.ndarray],

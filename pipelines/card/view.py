@@ -14,14 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.card.formatting import (
-    NOT_COMPUTED,
-    count,
-    number,
-    optional_number,
-    percent,
-    timestamp,
-)
+from pipelines.card.assessment import HEAD as ASSESSMENT_HEAD
+from pipelines.card.assessment import assessments, legend
+from pipelines.card.dataset import dataset_rows
+from pipelines.card.formatting import NOT_COMPUTED, count, number, timestamp
 from pipelines.card.model import AuditThreshold, DataCard, DistanceDistribution, WithdrawalLine
 from pipelines.card.suppression import Suppressed
 
@@ -41,10 +37,16 @@ _EXPIRY = {
 }
 _AFTER_WITHDRAWAL = (
     "Counts, distances and pictures on this card describe the images still published; "
-    "the privacy and utility figures and the Great Expectations Data Docs are from "
+    "the privacy and utility figures and the Great Expectations results are from "
     "publish, over the images published then. The withdrawn images' ids are listed in "
     "WITHDRAWN."
 )
+TEST_BANNER = (
+    "TEST BUILD — NOT FOR PUBLICATION. Built with the test preset (tiny models, few "
+    "images, small samples): its figures show the pipeline runs, not what a real build "
+    "would give."
+)
+_EXPECTATION_HEAD = ("Suite", "Expectation", "Column", "Passed", "Observed value")
 _NO_WITHDRAWAL = "No image has been withdrawn from this release."
 _NO_SAMPLES = "no samples given"
 _NONE_LEFT = "No image of this release is still published: every one was withdrawn."
@@ -95,14 +97,22 @@ class CardView:
 
     version: str
     created: str
+    banner: str | None
+    """The test build's "not for publication" line, else None."""
     notices: list[str]
+    dataset: Section
     sections: list[Section]
+    assessment_head: Row
+    assessment_rows: list[Row]
+    """Figure, value, reference, flag, sample, meaning (`pipelines.card.assessment`)."""
+    assessment_legend: str
     audit_promise: str
     threshold_head: Row
     threshold_rows: list[Row]
     histograms: list[Picture]
-    calibration_rows: list[Row]
     suites: list[Suite]
+    expectation_head: Row
+    expectation_rows: list[Row]
     samples: Picture | None
     samples_note: str
     """What the samples section says when there is no grid."""
@@ -143,8 +153,6 @@ def _sections(card: DataCard) -> list[Section]:
     else:
         dp = f"ε = {number(g.dp_epsilon)}" + (f", δ = {g.dp_delta:.1e}" if g.dp_delta else "")
     size = NOT_COMPUTED if g.image_size is None else f"{g.image_size[0]}×{g.image_size[1]}"
-    p = card.privacy
-    u = card.utility
     return [
         Section("Consent snapshot", [
             ("Purpose", card.purpose),
@@ -175,22 +183,6 @@ def _sections(card: DataCard) -> list[Section]:
             ("Sampling steps", count(g.sampling_steps)),
             ("Differential privacy", dp),
             ("Model versions", ", ".join(g.model_versions) or NOT_COMPUTED),
-        ]),
-        Section("Privacy", [
-            ("DCR: share of synthetic images closer to train than to holdout",
-             percent(p.dcr_closer_to_train_share)),
-            ("DCR ratio (median synthetic→train / median holdout→train)",
-             optional_number(p.dcr_ratio)),
-            ("Synthetic images compared", count(p.n_synthetic)),
-            ("Training records compared", count(p.n_train)),
-            ("Held-out records compared", count(p.n_holdout)),
-            ("Membership-inference AUC", optional_number(p.membership_auc)),
-        ]),
-        Section("Utility", [
-            ("Classifier", u.classifier or NOT_COMPUTED),
-            ("TSTR accuracy (train synthetic, test real)", percent(u.tstr_accuracy)),
-            ("TRTR accuracy (train real, test real)", percent(u.trtr_accuracy)),
-            ("Real test images", count(u.n_test)),
         ]),
     ]
 
@@ -233,20 +225,10 @@ def _threshold_rows(card: DataCard) -> list[Row]:
             for metric, t in sorted(card.thresholds.items())]
 
 
-def _calibration_rows(card: DataCard) -> list[Row]:
-    cal = card.calibration
-    if cal is None:
-        return [("Calibration", NOT_COMPUTED)]
-    rows: list[Row] = [(f"Detection rate: {name}", percent(rate))
-                       for name, rate in sorted(cal.detection_rate.items())]
-    if not rows:
-        rows.append(("Detection rate per transform", NOT_COMPUTED))
-    rows += [
-        ("False-positive rate (different images flagged)", percent(cal.false_positive_rate)),
-        ("Known copies (positives)", count(cal.n_positives)),
-        ("Different images (negatives)", count(cal.n_negatives)),
-    ]
-    return rows
+def _expectation_rows(card: DataCard) -> list[Row]:
+    """Every expectation of every suite: what the validation pages show, on the card."""
+    return [(s.suite_name, r.type, r.column or "(table)", "yes" if r.success else "NO",
+             r.observed) for s in card.expectations for r in s.results]
 
 
 def _suites(card: DataCard) -> list[Suite]:
@@ -266,14 +248,20 @@ def card_view(card: DataCard, histograms: list[Picture], samples: Picture | None
     return CardView(
         version=card.version,
         created=timestamp(card.created_at),
+        banner=TEST_BANNER if card.profile == "test" else None,
         notices=list(card.notices),
+        dataset=Section("Dataset and responsibilities", dataset_rows(card.dataset)),
         sections=_sections(card),
+        assessment_head=ASSESSMENT_HEAD,
+        assessment_rows=[a.row() for a in assessments(card)],
+        assessment_legend=legend(),
         audit_promise=_AUDIT_PROMISE,
         threshold_head=_THRESHOLD_HEAD,
         threshold_rows=_threshold_rows(card),
         histograms=histograms,
-        calibration_rows=_calibration_rows(card),
         suites=_suites(card),
+        expectation_head=_EXPECTATION_HEAD,
+        expectation_rows=_expectation_rows(card),
         samples=samples,
         samples_note=_NONE_LEFT if card.withdrawals else _NO_SAMPLES,
         withdrawals=[withdrawal_text(w) for w in card.withdrawals],

@@ -30,6 +30,7 @@ from pipelines.card import (
     ConsentSnapshotHead,
     Counts,
     DataCard,
+    DatasetInfo,
     DistanceDistribution,
     ExpectationsSummary,
     GeneratorInfo,
@@ -85,6 +86,8 @@ def card_renderer(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: 
         card = DataCard(
             version=version,
             created_at=utc_now(),
+            profile=config.profile,
+            dataset=DatasetInfo(**config.dataset.model_dump()),
             consent=ConsentSnapshotHead(seq=snapshot.head_seq, hash=snapshot.head_hash,
                                         snapshot_time=snapshot.taken_at),
             purpose=snapshot.purpose,

@@ -6,6 +6,13 @@ figure that cannot be computed (too few holdout records, one class only) is left
 which the card prints as "not computed", with a note saying why. The numbers of training,
 held-out and test records count people's records: under k they reach the card
 suppressed. torch and the audit figures load only when this runs, i.e. at publish.
+
+Figures that need "different images" are honest only if the images are different:
+calibration negatives are drawn by group (a subject, joined with every other subject
+whose images are near-identical to theirs by `duplicate_groups`), so no negative has a
+twin among the reference sources, and a note says how many held-out records have a
+near-identical training record (which would make the DCR share and membership AUC
+read as leakage). The demo's simulated subjects are built so that there are none.
 """
 
 from __future__ import annotations
@@ -27,6 +34,50 @@ from pipelines.steps.shard_training import load_model
 
 def _pixels(catalog: Catalog, by_id: dict[str, SourceRecord], record_ids: list[str], size: int) -> np.ndarray:
     return load_gray([catalog.home / by_id[r].image_path for r in record_ids], size)
+
+
+GROUPING_SIDE = 32
+"""Side at which near-identical sources are grouped for the figures (cheap at any size)."""
+
+
+def _groups(catalog: Catalog, records: list[SourceRecord],
+            by_id: dict[str, SourceRecord]) -> np.ndarray:
+    """int64 [N]: one label per record; records of one subject, or near-identical to one
+    another (`duplicate_groups`), share a label, transitively."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from validation.audit import duplicate_groups
+
+    n = len(records)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    dup = duplicate_groups(_pixels(catalog, by_id, [r.record_id for r in records], GROUPING_SIDE))
+    subjects = np.unique([r.subject_id for r in records], return_inverse=True)[1]
+    rows = np.concatenate([np.arange(n), np.arange(n)])
+    cols = np.concatenate([np.unique(dup, return_index=True)[1][dup],
+                           np.unique(subjects, return_index=True)[1][subjects]])
+    _, labels = connected_components(coo_matrix((np.ones(2 * n), (rows, cols)), shape=(n, n)),
+                                     directed=False)
+    return labels.astype(np.int64)
+
+
+def _twins_note(catalog: Catalog, by_id: dict[str, SourceRecord], train: list[EligibleRecord],
+                holdout: list[EligibleRecord], k: int) -> str | None:
+    """A note when held-out records have a near-identical training record."""
+    if not train or not holdout:
+        return None
+    from validation.audit import duplicate_groups
+
+    ids = [r.record_id for r in [*train, *holdout]]
+    dup = duplicate_groups(_pixels(catalog, by_id, ids, GROUPING_SIDE))
+    twins = int(np.isin(dup[len(train):], dup[: len(train)]).sum())
+    if not twins:
+        return None
+    shown = public_count(twins, k)
+    return (f"{shown} of the {public_count(len(holdout), k)} held-out records have a "
+            "near-identical training record (another subject's copy of the same image): the "
+            "DCR share and membership AUC read higher than the generator alone would make them.")
 
 
 def _colour(catalog: Catalog, by_id: dict[str, SourceRecord], records: list[EligibleRecord],
@@ -80,7 +131,9 @@ def compute_figures(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
                                 eligible.classes.indices(r.label for r in members), **args)
             o = per_sample_loss(generator, _colour(catalog, by_id, others, config),
                                 eligible.classes.indices(r.label for r in others), **args)
-            privacy["membership_auc"] = membership_inference_auc(m, o)
+            privacy.update(membership_auc=membership_inference_auc(m, o),
+                           mia_n_members=public_count(len(members), k),
+                           mia_n_nonmembers=public_count(len(others), k))
         except ConsentgenError as exc:
             notes.append(f"membership inference not computed: {exc}")
     elif figures.membership_inference:
@@ -93,21 +146,32 @@ def compute_figures(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
                                 hold_px, np.array([r.label for r in holdout]), seed=config.seed,
                                 epochs=figures.utility_epochs)
             utility.update(tstr_accuracy=tstr.tstr_accuracy, trtr_accuracy=tstr.trtr_accuracy,
+                           chance_accuracy=tstr.chance_accuracy, n_train_synthetic=len(staged),
+                           n_train_real=public_count(len(train), k),
                            n_test=public_count(len(holdout), k),
-                           classifier="small CNN (validation.audit.utility)")
+                           classifier=f"small CNN, {figures.utility_epochs} epochs "
+                                      "(validation.audit.utility)")
         except AuditError as exc:
             notes.append(f"utility not computed: {exc}")
+    if figures.dcr or figures.membership_inference:
+        note = _twins_note(catalog, by_id, train, holdout, k)
+        if note:
+            notes.append(note)
     if figures.calibration:
-        sample = sources[: figures.calibration_sources]
+        rng = np.random.default_rng(config.seed)
+        picked = rng.choice(len(sources), min(figures.calibration_sources, len(sources)),
+                            replace=False)
+        sample = [sources[i] for i in sorted(picked)]  # drawn across the set, not its first N
         try:
             report = calibrate(load_gray([catalog.home / s.image_path for s in sample], size),
                                audit_config(config), seed=config.seed,
-                               groups=[s.subject_id for s in sample],
+                               groups=_groups(catalog, sample, by_id),
                                n_positives=max(4, len(sample) // 4), n_negatives=max(2, len(sample) // 4))
             calibration = CalibrationRates(
                 detection_rate={k: v.detected for k, v in report.detection.items()},
                 false_positive_rate=report.false_positive_rate,
                 n_positives=sum(v.n for v in report.detection.values()),
+                n_per_transform=min((v.n for v in report.detection.values()), default=None),
                 n_negatives=report.n_negatives)
         except AuditError as exc:
             notes.append(f"calibration not computed: {exc}")
