@@ -152,6 +152,11 @@ class TooFewRecordsError(BuildInputError):
     """Eligible records exist, but too few for the shards or classes the build asks for."""
 
 
+class MissingWeightsError(BuildInputError):
+    """kind = "img2img" names no usable local Stable Diffusion folder (missing, or without
+    model_index.json); weights are never fetched, so the build stops before any work."""
+
+
 class ReleaseError(ConsentgenError):
     """A release could not be published or withdrawn as asked."""
 
