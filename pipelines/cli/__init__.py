@@ -1,8 +1,9 @@
 """`consentgen`: a thin command line over the library.
 
 Each command group lives in its own module and is registered here. Anticipated failures
-(`ConsentgenError`) print one clear line on stderr and exit non-zero; anything else is a
-bug and keeps its traceback.
+(`ConsentgenError`) print one clear line on stderr and exit non-zero, and so does a bad
+option or argument (click's usage errors, exit 2); anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 import typer
 
 from consentgen.errors import ConsentgenError
-from pipelines.cli import build_cmds, consent_cmds, demo_cmds, ingest_cmds, reconcile_cmds
+from pipelines.cli import build_cmds, consent_cmds, demo_cmds, ingest_cmds, reconcile_cmds, ui_cmds
 from pipelines.cli.common import err_console
 
 app = typer.Typer(
@@ -27,7 +28,7 @@ app.command("init")(consent_cmds.init)
 app.command("demo")(demo_cmds.demo)
 app.command("build")(build_cmds.build)
 app.command("reconcile")(reconcile_cmds.reconcile)
-app.command("ui")(build_cmds.ui)
+app.command("ui")(ui_cmds.ui)
 app.add_typer(build_cmds.release_app, name="release")
 app.command("ingest")(ingest_cmds.ingest)
 
@@ -35,10 +36,26 @@ app.command("ingest")(ingest_cmds.ingest)
 def main() -> None:
     """Console-script entry point."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+        if type(exc).__name__ != "NoArgsIsHelpError":  # that one printed the help already
+            err_console.print(f"[bold red]error:[/] {usage_line(exc)}", highlight=False,
+                              soft_wrap=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except typer.Abort:
+        sys.exit(130)
     except ConsentgenError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_line(exc: Exception) -> str:
+    """A usage error (a bad option or value) in one line, with where to read more."""
+    message = getattr(exc, "format_message", None)
+    text = " ".join((message() if message else str(exc)).split())
+    ctx = getattr(exc, "ctx", None)
+    return f"{text} (see `{ctx.command_path} --help`)" if ctx is not None else text
 
 
 __all__ = ["app", "main"]

@@ -1,4 +1,4 @@
-"""`consentgen build`, `consentgen release list|show|withdraw`, `consentgen ui`."""
+"""`consentgen build`, `consentgen release list|show|withdraw`."""
 
 from __future__ import annotations
 
@@ -15,22 +15,36 @@ from consentgen.errors import ConfigError, ReleaseError, UnknownSubjectError
 from pipelines.catalog import Catalog, Release, ReleaseImage
 from pipelines.cli.common import HomeOption, check_consent_purpose, console, resolve_home
 from pipelines.buildfile import load_config
-from pipelines.settings import PROFILES, BuildConfig
+from pipelines.settings import MAX_SHARDS, PROFILES, BuildConfig
 
 release_app = typer.Typer(help="Published versions: list, show, withdraw.", no_args_is_help=True)
 
 ProfileOption = Annotated[str | None, typer.Option(
     "--profile", help=f"Preset under the build file: {', '.join(PROFILES)} (default: the file's).")]
-ShardsOption = Annotated[int | None, typer.Option("--shards", help="SISA shards (default from the build file).")]
+ShardsOption = Annotated[int | None, typer.Option(
+    "--shards", help=f"SISA shards, 1-{MAX_SHARDS} (default from the build file).")]
+ForceOption = Annotated[bool, typer.Option(
+    "--force", help="Publish even when nothing changed since the newest release.")]
 ConfigOption = Annotated[Path | None, typer.Option(
     "--config", help="Build file (default: consentgen.toml in the data home).")]
 PurposeOption = Annotated[str | None, typer.Option(
     "--purpose", help="Consent purpose to honour (default: the build file's).")]
 
 
+def check_range(flag: str, value: int | None, low: int, high: int | None = None) -> None:
+    """Refuse a numeric option out of its range at the edge, in one line naming it, rather
+    than let it be ignored or fail deep inside a run."""
+    if value is None:
+        return
+    if value < low or (high is not None and value > high):
+        allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{flag} {value}: must be {allowed}")
+
+
 def build_config(root: Path, profile: str | None, shards: int | None, *,
                  config_file: Path | None = None, purpose: str | None = None) -> BuildConfig:
     """The build file (or the home's), its preset, and the command's flags on top."""
+    check_range("--shards", shards, 1, MAX_SHARDS)
     overrides: dict[str, object] = {}
     if shards is not None:
         overrides["shards"] = shards
@@ -41,18 +55,30 @@ def build_config(root: Path, profile: str | None, shards: int | None, *,
 
 def build(profile: ProfileOption = None, shards: ShardsOption = None,
           config: ConfigOption = None, purpose: PurposeOption = None,
-          home: HomeOption = None) -> None:
-    """Materialise the whole graph in process: snapshot, train, sample, audit, publish."""
+          force: ForceOption = False, home: HomeOption = None) -> None:
+    """Materialise the whole graph in process: snapshot, train, sample, audit, publish.
+
+    Publishes nothing when the consent state, the sources and the settings are those of
+    the newest release (`--force` publishes anyway). One line per finished step on
+    stdout; a build that cannot publish says why in one line on stderr, with the path of
+    the run's full log.
+    """
     from pipelines.defs.runner import BuildFailed, run_build
 
     root = resolve_home(home)
     settings = build_config(root, profile, shards, config_file=config, purpose=purpose)
-    report = run_build(root, settings, progress=True)
+    report = run_build(root, settings, progress=sys.stderr.isatty(), force=force, show_steps=True)
+    if report.sweep is not None and report.sweep.changed:
+        console.print(report.sweep.line())
+    if report.unchanged_since:
+        console.print(f"nothing changed since {report.unchanged_since}; --force to publish anyway")
+        return
     if not report.success:
-        raise BuildFailed(f"build run {report.run_id} did not publish: {report.failure}")
+        raise BuildFailed(f"{report.failure}; full log: {report.log_path}")
     console.print(f"published [bold]{report.version}[/] (run {report.run_id})")
     console.print(f"release:   {root / 'releases' / report.version}")
     console.print(f"data card: {root / 'releases' / report.version / 'data_card.html'}")
+    console.print(f"log:       {report.log_path}")
 
 
 @release_app.command("list")
@@ -134,17 +160,3 @@ def withdraw(
     console.print(f"recorded #{event.seq} revoke of {subject} for {event.purpose} by {event.actor} "
                   "on the subject's behalf (dpv:ConsentRevoked)")
     reconcile_subject(root, subject, effective_at=event.effective_at, note=reason)
-
-
-def ui(home: HomeOption = None,
-       port: Annotated[int, typer.Option("--port", help="Web UI port.")] = 3000) -> None:
-    """Start the Dagster web UI (and daemon) on these definitions."""
-    from pipelines.defs.runner import dagster_home
-
-    root = resolve_home(home)
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home(root)), "CONSENTGEN_HOME": str(root)}
-    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.defs.definitions",
-           "-h", "127.0.0.1", "-p", str(port)]
-    console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={env['DAGSTER_HOME']})")
-    sys.stdout.flush()
-    os.execve(sys.executable, cmd, env)  # become `dagster dev`: Ctrl-C reaches it directly

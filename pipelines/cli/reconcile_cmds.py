@@ -8,6 +8,7 @@ a build, which waits for `consentgen reconcile --rebuild` or the daemon's sensor
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -20,11 +21,13 @@ from consentgen.errors import ConsentgenError, ReleaseError
 from consentgen.home import catalog_path
 from pipelines.catalog import Catalog
 from pipelines.cli.common import HomeOption, console, resolve_home
-from pipelines.settings import PROFILES, BuildConfig
+from pipelines.settings import MAX_SHARDS, PROFILES, BuildConfig
 
 ProfileOption = Annotated[str | None, typer.Option(
     "--profile", help=f"Build profile: {', '.join(PROFILES)} (default $CONSENTGEN_PROFILE, else demo).")]
-ShardsOption = Annotated[int | None, typer.Option("--shards", help="SISA shards (default from profile).")]
+ShardsOption = Annotated[int | None, typer.Option(
+    "--shards", help=f"SISA shards, 1-{MAX_SHARDS} (default from the build file).")]
+MAX_IMAGES_PER_PASS = 1_000_000
 REBUILD_HINT = "`consentgen reconcile --rebuild` or the daemon's sensor (`consentgen ui`)"
 
 
@@ -33,23 +36,28 @@ def deployment_config(profile: str | None, shards: int | None = None, *,
     """The build settings a reconcile honours: the home's build file (under a named
     preset when given), with `shards` on top."""
     from pipelines.buildfile import load_config
+    from pipelines.cli.build_cmds import check_range
 
+    check_range("--shards", shards, 1, MAX_SHARDS)
     return load_config(None, home=home, profile=profile,
-                       overrides={"shards": shards} if shards else None)
+                       overrides={"shards": shards} if shards is not None else None)
 
 
 def reconcile(
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild the stale shards now, in process.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
-    max_images: Annotated[int, typer.Option("--max-images", min=1, help="Images withdrawn per pass.")] = 10_000,
+    max_images: Annotated[int, typer.Option(
+        "--max-images", help=f"Images withdrawn per pass (1-{MAX_IMAGES_PER_PASS:,}).")] = 10_000,
     profile: ProfileOption = None,
     shards: ShardsOption = None,
     home: HomeOption = None,
 ) -> None:
     """Withdraw every published image whose subject's consent does not hold now; name (or
     rebuild) the shards whose models saw such a subject."""
+    from pipelines.cli.build_cmds import check_range
     from pipelines.steps.reconcile import reconcile as run_reconcile
 
+    check_range("--max-images", max_images, 1, MAX_IMAGES_PER_PASS)
     root = resolve_home(home)
     config = deployment_config(profile, shards, home=root)
     report = run_reconcile(Catalog(root), Ledger.at_home(root), config, max_images=max_images)
@@ -57,17 +65,21 @@ def reconcile(
     if rebuild and report.stale_shards:
         from pipelines.defs.runner import BuildFailed, run_build
 
-        build = run_build(root, config, shards=report.stale_shards, progress=not as_json)
+        build = run_build(root, config, shards=report.stale_shards,
+                          progress=not as_json and sys.stderr.isatty(),
+                          show_steps=not as_json)
         if not build.success:
-            raise BuildFailed(f"{report.line()}; the rebuild (run {build.run_id}) did not publish: "
-                              f"{build.failure}")
+            raise BuildFailed(f"{report.line()}; the rebuild did not publish: {build.failure}; "
+                              f"full log: {build.log_path}")
         rebuilt = {"shards": report.stale_shards, "version": build.version, "run_id": build.run_id,
-                   "retrained": build.retrained}
+                   "retrained": build.retrained, "unchanged_since": build.unchanged_since}
     if as_json:
         typer.echo(json.dumps({**report.model_dump(mode="json"), "rebuild": rebuilt}, sort_keys=True))
         return
     console.print(report.line())
-    if rebuilt:
+    if rebuilt and rebuilt["unchanged_since"]:
+        console.print(f"nothing changed since {rebuilt['unchanged_since']}: no rebuild published")
+    elif rebuilt:
         console.print(f"rebuilt shard(s) {', '.join(map(str, rebuilt['shards']))}: "
                       f"published {rebuilt['version']} (run {rebuilt['run_id']})")
 

@@ -159,16 +159,20 @@ def audit(context: dg.AssetExecutionContext, catalog: CatalogResource,
           description="A versioned release, published atomically with its data card.")
 def release(context: dg.AssetExecutionContext, catalog: CatalogResource, ledger: LedgerResource,
             settings: BuildSettings) -> dg.MaterializeResult:
+    from pipelines.steps.freshness import snapshot_digest
     from pipelines.steps.release import publish
 
-    cat = catalog.catalog()
+    cat, led, config = catalog.catalog(), ledger.ledger(), settings.config()
+    snapshot = run_snapshot(context, cat)
     with holding_home(context, catalog):
-        rel = publish(cat, ledger.ledger(), run_snapshot(context, cat), settings.config())
+        rel = publish(cat, led, snapshot, config,
+                      inputs_digest=snapshot_digest(cat, led, snapshot, config))
     path = cat.home / rel.release_path
     return dg.MaterializeResult(metadata={
         "version": rel.version, "images": rel.n_images, "path": str(path),
         "data_card": dg.MetadataValue.path(str(path / "data_card.html")),
-        "consent_head_seq": rel.head_seq, "consent_head_hash": rel.head_hash})
+        "consent_head_seq": rel.head_seq, "consent_head_hash": rel.head_hash,
+        "inputs_digest": rel.inputs_digest or ""})
 
 
 def build_assets(shards: int) -> list[dg.AssetsDefinition]:

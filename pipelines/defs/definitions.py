@@ -16,6 +16,7 @@ import dagster as dg
 from pipelines.defs.assets import build_assets
 from pipelines.defs.checks import CHECKS
 from pipelines.defs.jobs import BUILD_JOB, build_job, publish_job
+from pipelines.defs.logs import LOGGERS
 from pipelines.defs.resources import build_resources
 from pipelines.defs.schedules import refresh_schedule
 from pipelines.defs.sensors import revocation_sensor
@@ -32,7 +33,8 @@ def make_definitions(config: BuildConfig | None = None, home: str | Path | None 
     return dg.Definitions(
         assets=assets, asset_checks=CHECKS, jobs=[build_job(executor), publish_job()],
         sensors=[revocation_sensor(keys)], schedules=[refresh_schedule(keys, config.schedule)],
-        resources=build_resources(config, home, progress=progress), executor=executor)
+        resources=build_resources(config, home, progress=progress), executor=executor,
+        loggers=LOGGERS)
 
 
 def reconstruct_build_job(config_json: str, home: str, progress: bool) -> dg.JobDefinition:

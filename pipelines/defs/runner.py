@@ -18,18 +18,22 @@ from pathlib import Path
 
 import dagster as dg
 
-from consentgen.errors import ConsentgenError
+from consent import Ledger
+from consentgen.errors import BuildInputError, ConsentgenError
 from pipelines.catalog import Catalog
 from pipelines.defs.assets import BUILD_TAG, shard_of_key
 from pipelines.defs.definitions import make_definitions
 from pipelines.defs.jobs import BUILD_JOB, selected_shards, shards_selection
+from pipelines.defs.logs import run_log_path, run_loggers
 from pipelines.settings import BuildConfig
+from pipelines.steps.freshness import unchanged_since
 from pipelines.steps.locks import build_lock
 from pipelines.steps.sweep import SweepReport, sweep
 
 DAGSTER_DIR = ".dagster"
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 THREADS_ENV = "CONSENTGEN_TORCH_THREADS"
+UI_PORT = 3000  # `consentgen ui`'s default port, for the page a blocked build names
 
 
 class BuildFailed(ConsentgenError):
@@ -60,12 +64,15 @@ class BuildReport:
     version: str | None
     checks: dict[str, bool] = field(default_factory=dict)
     retrained: int | None = None
-    failure: str | None = None
+    failure: str | None = None  # one line: why nothing was published
     sweep: SweepReport | None = None  # what the run's opening sweep found and did
+    unchanged_since: str | None = None  # no run: the newest release has these very inputs
+    log_path: Path | None = None  # the run's full log (the runner's runs)
 
 
 def report_of(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> BuildReport:
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    evaluations = result.get_asset_check_evaluations()
+    checks = {e.check_name: e.passed for e in evaluations}
     version = None
     retrained: int | None = None
     for event in result.get_asset_materialization_events():
@@ -76,22 +83,47 @@ def report_of(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> Buil
             retrained = (retrained or 0) + int(meta["retrained"].value)
     failure = None
     if not result.success or version is None:
-        failed_checks = [name for name, ok in checks.items() if not ok]
+        blocked = [e for e in evaluations if not e.passed]
         failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        if failed_checks:
-            failure = f"blocking check(s) failed: {', '.join(failed_checks)}"
+        if blocked:
+            failure = blocked_line(blocked, result.run_id)
         elif failures:
-            failure = f"step {failures[0].step_key} failed: {_root_cause(failures[0].step_failure_data.error)}"
+            failure = failure_line(failures[0].step_key, failures[0].step_failure_data.error)
         else:
             failure = "the run published no release"
     return BuildReport(result.success and version is not None, result.run_id, version, checks,
                        retrained, failure)
 
 
-def _root_cause(error: object) -> str:
-    """The message of the innermost error that is ours (e.g. a CatalogError), without its
-    class name: not Dagster's wrapper, nor what ours was raised from (a HomeLockedError's
-    BlockingIOError). Else the innermost error's message."""
+def blocked_line(blocked: list, run_id: str) -> str:
+    """Which blocking check stopped the release and its finding (how many images, the worst
+    offender against its threshold: `pipelines.steps.checks`), then where to look."""
+    first = blocked[0]
+    text = (first.description or "failed").rstrip(".")
+    others = [e.check_name for e in blocked[1:]]
+    also = f" (also blocked by {', '.join(others)})" if others else ""
+    return (f"release blocked by check {first.check_name}: {text}{also}; run {run_id}: "
+            f"`consentgen ui`, then {ui_run_url(run_id)}")
+
+
+def ui_run_url(run_id: str, port: int = UI_PORT) -> str:
+    return f"http://127.0.0.1:{port}/runs/{run_id}"
+
+
+def failure_line(step: str | None, error: object) -> str:
+    """A failed step's one line: a build-input error (no eligible records, too few for the
+    shards or classes) is its own message; any other error says which step it stopped."""
+    cls_name, message = _root_cause(error)
+    message = " ".join(message.split())  # one line, whatever the error's text held
+    if cls_name in {c.__name__ for c in _subclasses(BuildInputError)}:
+        return message
+    return f"step {step} failed: {message}"
+
+
+def _root_cause(error: object) -> tuple[str | None, str]:
+    """The class name and message of the innermost error that is ours (e.g. a CatalogError),
+    the message without its class name: not Dagster's wrapper, nor what ours was raised
+    from (a HomeLockedError's BlockingIOError). Else (None, the innermost error's message)."""
     ours = {cls.__name__ for cls in _subclasses(ConsentgenError)}
     innermost = innermost_ours = None
     while error is not None:
@@ -100,10 +132,10 @@ def _root_cause(error: object) -> str:
             innermost_ours = error
         error = getattr(error, "cause", None)
     if innermost_ours is None:
-        return (getattr(innermost, "message", None) or "unknown").strip()
+        return None, (getattr(innermost, "message", None) or "unknown").strip()
     text = (innermost_ours.message or "").strip()  # "consentgen.errors.X: what happened"
     head, _, rest = text.partition(": ")
-    return rest if head.endswith(innermost_ours.cls_name) and rest else text
+    return innermost_ours.cls_name, rest if head.endswith(innermost_ours.cls_name) and rest else text
 
 
 def _subclasses(cls: type) -> set[type]:
@@ -115,8 +147,8 @@ def _subclasses(cls: type) -> set[type]:
 
 def run_build(home: Path, config: BuildConfig, *, shards: list[int] | None = None,
               instance: dg.DagsterInstance | None = None, progress: bool = False,
-              selection: dg.AssetSelection | None = None, log_level: str = "WARNING",
-              parallel: int = 1) -> BuildReport:
+              selection: dg.AssetSelection | None = None, log_level: str = "DEBUG",
+              parallel: int = 1, force: bool = False, show_steps: bool = False) -> BuildReport:
     """One run of the build job over `shards` (default: all of them).
 
     `selection` narrows the run further (e.g. everything up to the audit). `parallel` > 1
@@ -127,42 +159,66 @@ def run_build(home: Path, config: BuildConfig, *, shards: list[int] | None = Non
     The run holds the home's build lock throughout: a second build on the same home is
     refused at once (`HomeLockedError`, one line naming this build's pid and run id)
     before it trains anything. It starts with a sweep of what crashed runs left (a
-    pending release, an unrecorded checkpoint or candidate, temp folders).
+    pending release, an unrecorded checkpoint or candidate, temp folders). Then, for a
+    run that would publish, unless `force`: when the consent state, the sources and the
+    settings are those the newest release was built from, nothing runs and the report
+    says `unchanged_since` that version (`pipelines.steps.freshness`).
+
+    The run's full log (`log_level`, stack traces included) goes to `report.log_path`
+    and its event log, never to the terminal; `show_steps` prints one line per finished
+    step and check on stdout. `progress` shows the training and sampling bars.
     """
     build_id = str(uuid.uuid4())  # the in-process run's id; a tag on a multiprocess run
     with build_lock(home, run_id=build_id):
-        swept = sweep(Catalog(home), build_locked=True)
-        report = _execute(home, config, build_id, shards=shards, instance=instance,
-                          progress=progress, selection=selection, log_level=log_level,
-                          parallel=parallel)
+        catalog = Catalog(home)
+        swept = sweep(catalog, build_locked=True)
+        defs = make_definitions(config, home, progress=progress)
+        keys = _selected_keys(defs, config, shards, selection)
+        since = None
+        if not force and dg.AssetKey("release") in keys:
+            since = unchanged_since(catalog, Ledger.at_home(home), config)
+        if since is not None:
+            report = BuildReport(True, build_id, None, unchanged_since=since)
+        else:
+            report = _execute(home, config, defs, keys, build_id, instance=instance,
+                              progress=progress, log_level=log_level, parallel=parallel,
+                              show_steps=show_steps)
     report.sweep = swept
     return report
 
 
-def _execute(home: Path, config: BuildConfig, build_id: str, *, shards: list[int] | None,
-             instance: dg.DagsterInstance | None, progress: bool,
-             selection: dg.AssetSelection | None, log_level: str, parallel: int) -> BuildReport:
-    defs = make_definitions(config, home, progress=progress)
+def _selected_keys(defs: dg.Definitions, config: BuildConfig, shards: list[int] | None,
+                   selection: dg.AssetSelection | None) -> list[dg.AssetKey]:
     graph = defs.resolve_asset_graph()
     keys = shards_selection(graph.get_all_asset_keys(),
                             shards if shards is not None else range(config.shards))
     if selection is not None:
         keys = sorted(set(keys) & selection.resolve(graph))
-    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    return keys
+
+
+def _execute(home: Path, config: BuildConfig, defs: dg.Definitions, keys: list[dg.AssetKey],
+             build_id: str, *, instance: dg.DagsterInstance | None, progress: bool,
+             log_level: str, parallel: int, show_steps: bool) -> BuildReport:
+    log_path = run_log_path(dagster_home(home), build_id)
+    run_config: dict = {"loggers": run_loggers(log_path, log_level=log_level, steps=show_steps)}
     instance = instance or instance_for(home)
     tags = {BUILD_TAG: build_id}  # the steps see that this run's runner holds the lock
     if parallel <= 1:
         result = defs.resolve_job_def(BUILD_JOB).execute_in_process(
             run_config=run_config, instance=instance, raise_on_error=False, asset_selection=keys,
             run_id=build_id, tags=tags)
-        return report_of(result)
-    job = dg.build_reconstructable_job(
-        "pipelines.defs.definitions", "reconstruct_build_job",
-        reconstructable_args=(config.model_dump_json(), str(home), progress))
-    run_config["execution"] = {"config": {"multiprocess": {"max_concurrent": parallel}}}
-    with _threads_per_step(parallel), dg.execute_job(
-            job, instance, run_config=run_config, asset_selection=keys, tags=tags) as result:
-        return report_of(result)
+        report = report_of(result)
+    else:
+        job = dg.build_reconstructable_job(
+            "pipelines.defs.definitions", "reconstruct_build_job",
+            reconstructable_args=(config.model_dump_json(), str(home), progress))
+        run_config["execution"] = {"config": {"multiprocess": {"max_concurrent": parallel}}}
+        with _threads_per_step(parallel), dg.execute_job(
+                job, instance, run_config=run_config, asset_selection=keys, tags=tags) as result:
+            report = report_of(result)
+    report.log_path = log_path
+    return report
 
 
 @contextmanager

@@ -10,6 +10,8 @@ import dagster as dg
 from pipelines.defs.assets import shard_key
 from pipelines.defs.definitions import defs, make_definitions
 from pipelines.settings import quick_profile
+from pipelines.steps.freshness import inputs_digest
+from tests.pipelines.steps.published import PURPOSE, publish_rows
 
 SHARDLESS = {"sources", "consent_snapshot", "eligible_records", "candidates", "audit", "release"}
 
@@ -34,15 +36,34 @@ def test_release_waits_for_blocking_checks() -> None:
     assert all(graph.get_check_spec(k).blocking for k in specs) and len(specs) == 4
 
 
+def refresh_tick(config, home: Path) -> dg.ScheduleExecutionData:
+    defs = make_definitions(config, home)
+    schedule = defs.resolve_schedule_def("refresh_schedule")
+    with dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 24, 3, tzinfo=UTC),
+                                   resources=defs.resources) as context:
+        return schedule.evaluate_tick(context)
+
+
 def test_schedule_requests_one_run_over_every_shard(tmp_path: Path) -> None:
-    config = quick_profile(shards=3)
-    schedule = make_definitions(config, tmp_path).resolve_schedule_def("refresh_schedule")
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 24, 3, tzinfo=UTC))
-    request = schedule.evaluate_tick(context).run_requests[0]
+    request = refresh_tick(quick_profile(shards=3), tmp_path).run_requests[0]
     selected = set(request.asset_selection)
     assert {shard_key(s) for s in range(3)} <= selected
     assert {dg.AssetKey(k) for k in SHARDLESS} <= selected
     assert request.run_key == "refresh-20261124T0300"
+
+
+def test_schedule_skips_when_nothing_changed_since_the_newest_release(home: Path) -> None:
+    pub = publish_rows(home)
+    config = quick_profile()
+    assert refresh_tick(config, home).run_requests  # releases without a digest: refresh
+    digest = inputs_digest(pub.catalog, pub.ledger, config)
+    with pub.catalog.write() as con:
+        con.execute("UPDATE releases SET inputs_digest = ? WHERE version = 'v0002'", [digest])
+    tick = refresh_tick(config, home)
+    assert not tick.run_requests and tick.skip_message == "nothing changed since v0002"
+    assert refresh_tick(quick_profile(images_per_shard=9), home).run_requests  # settings changed
+    pub.ledger.revoke("A", PURPOSE)
+    assert refresh_tick(config, home).run_requests  # consent changed
 
 
 def test_each_shard_is_its_own_step(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""`consentgen ui` serves the Dagster web UI on these definitions."""
+"""`consentgen ui` serves the Dagster web UI on these definitions, and stops on SIGTERM
+like any service: itself, `dagster dev` and everything that started (code servers too)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,28 @@ import pytest
 CLI = str(Path(sys.executable).with_name("consentgen"))
 
 
+def live_in_session(sid: int) -> list[str]:
+    """The processes of session `sid` still running (zombies excluded), from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) "
+        if int(fields[3]) == sid and fields[0] != "Z":
+            out.append(text[:text.rindex(")") + 1])
+    return out
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -24,7 +47,7 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_ui_serves_the_asset_graph(home: Path) -> None:
+def test_ui_serves_the_asset_graph_and_stops_on_sigterm(home: Path) -> None:
     port = free_port()
     env = {**os.environ, "CONSENTGEN_HOME": str(home), "CONSENTGEN_PROFILE": "test"}
     subprocess.run([CLI, "init"], env=env, capture_output=True, check=True, timeout=120)
@@ -52,13 +75,18 @@ def test_ui_serves_the_asset_graph(home: Path) -> None:
             "sources", "consent_snapshot", "eligible_records", "shard_models", "candidates",
             "audit", "release"}
         assert (home / ".dagster" / "dagster.yaml").exists()
+        assert len(live_in_session(proc.pid)) >= 3  # consentgen, dagster dev, its services
+
+        os.kill(proc.pid, signal.SIGTERM)  # what a service manager sends: to the one process
+        assert proc.wait(timeout=90) == 0
+        deadline = time.monotonic() + 30  # its children go after it (bounded grace)
+        while (live_in_session(proc.pid) or port_open(port)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert live_in_session(proc.pid) == [] and not port_open(port)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: dagster dev stops its children
         try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # anything left of the session
+            os.killpg(proc.pid, signal.SIGKILL)  # anything left of the session, if it failed
         except ProcessLookupError:
             pass
+        for leftover in live_in_session(proc.pid):
+            os.kill(int(leftover.split()[0]), signal.SIGKILL)
