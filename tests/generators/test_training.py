@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from generators.balanced import shard_plan
 from generators.errors import GeneratorInputError
 from generators.membership import per_sample_loss
+from generators.sampling import sample
 from generators.trained import TrainedGenerator
 from generators.training import train_diffusion
 from tests.generators.conftest import make_images, record_ids, tiny_config
@@ -106,3 +108,21 @@ def test_bad_input_is_refused_before_training(tiny_data, mutate, message: str) -
     bad_images, bad_labels, bad_ids = mutate(images, labels, record_ids(len(images)))
     with pytest.raises(GeneratorInputError, match=message):
         train_diffusion(bad_images, bad_labels, tiny_config(), record_ids=bad_ids)
+
+
+def test_an_unconditional_model_has_no_class_embedding_and_needs_no_labels() -> None:
+    images, _ = make_images(8)
+    config = tiny_config(num_classes=None, train_steps=2)
+    trained = train_diffusion(images, None, config, record_ids=record_ids(8))
+    assert trained.unet.class_embedding is None and trained.unet.config.num_class_embeds is None
+    assert trained.record.class_counts == [8]  # the one implicit class
+    drawn = sample(trained, 3, steps=2, seed=1, bf16=False)
+    assert drawn.shape == (3, 8, 8)
+    np.testing.assert_array_equal(drawn, sample(trained, 3, np.zeros(3, np.int64), steps=2,
+                                                seed=1, bf16=False))  # class 0 is no label
+    with pytest.raises(GeneratorInputError, match=r"labels must lie in \[0, 1\)"):
+        sample(trained, 2, np.array([0, 1]), steps=2, seed=1)
+    losses = per_sample_loss(trained, images, None, timestep=100, seed=3)
+    assert losses.shape == (8,) and np.all(np.isfinite(losses))
+    plan = shard_plan({0: trained, 1: trained}, 5, None)
+    assert sorted(len(v) for v in plan.values()) == [2, 3] and {*plan[0], *plan[1]} == {0}

@@ -70,6 +70,9 @@ def test_consent_revocation_and_rebuild(deployment: Deployment) -> None:
     files = sorted(v1.glob("images/*/*.png"))
     assert sorted(f.relative_to(v1).as_posix() for f in files) == sorted(manifest["file_name"])
     assert {f.parent.name for f in files} <= {"no_tumour", "tumour"}  # ImageFolder layout
+    # integer labels ship as their text, named by the build's labels.names
+    assert set(zip(manifest["label"], manifest["label_name"], strict=True)) <= {
+        ("0", "no_tumour"), ("1", "tumour")}
     assert all(find_identifying_metadata(f) == [] for f in files)
     assert Image.open(files[0]).size == (dep.config.generator.image_size,) * 2
     card = (v1 / "data_card.html").read_text()
