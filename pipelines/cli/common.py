@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from rich.console import Console
 from consent.events import parse_utc
 from consentgen.errors import ConfigError, UndeclaredPurposeError
 from consentgen.home import HOME_ENV, data_home, existing_home
+
+if TYPE_CHECKING:  # the settings import pydantic models the CLI's startup need not load
+    from pipelines.settings import BuildConfig
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -44,9 +47,10 @@ class NewHome:
     wrote_build_file: bool
 
 
-def create_home(home: Path | None) -> NewHome:
+def create_home(home: Path | None, config: BuildConfig | None = None) -> NewHome:
     """Create the data home, its empty ledger and catalog, and the commented build file
-    (never overwriting one); idempotent. The one place a home comes into being."""
+    (never overwriting one) at `config`'s values (default: the demo preset's); idempotent.
+    The one place a home comes into being."""
     from consent import Ledger
     from pipelines.buildfile import build_file_path, write_template
     from pipelines.catalog import Catalog
@@ -60,7 +64,7 @@ def create_home(home: Path | None) -> NewHome:
     catalog = Catalog(root)
     catalog.ensure_schema()
     build_file = build_file_path(root)
-    wrote = write_template(build_file)
+    wrote = write_template(build_file, config)
     return NewHome(root, ledger.path, head.seq, head.hash, catalog.path, build_file, wrote)
 
 
