@@ -13,13 +13,16 @@ the near-duplicate audit and the release checks instead.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline
+from diffusers.utils import logging as diffusers_logging
 from PIL import Image
+from transformers.utils import logging as transformers_logging
 
 from consentgen.errors import GeneratorError
 from generators.arrays import check_record_ids
@@ -45,8 +48,12 @@ class Img2ImgGenerator:
         self.config = config
 
     @classmethod
-    def load(cls, config: Img2ImgConfig) -> Img2ImgGenerator:
-        """Load from `config.weights_dir` (fp16 on CUDA, fp32 on CPU); never downloads."""
+    def load(cls, config: Img2ImgConfig, *, progress: bool | None = None) -> Img2ImgGenerator:
+        """Load from `config.weights_dir` (fp16 on CUDA, fp32 on CPU); never downloads.
+
+        diffusers' and transformers' loading bars show only with `progress` (default: when
+        stderr is a terminal), so a build's log is not filled with them.
+        """
         folder = config.weights_dir
         if not (folder / "model_index.json").is_file():
             raise GeneratorError(f"{folder}: not a diffusers pipeline folder (no model_index.json)")
@@ -54,13 +61,14 @@ class Img2ImgGenerator:
         device = torch_device()
         dtype = torch.float16 if device.type == "cuda" else torch.float32
         try:
-            pipeline = StableDiffusionImg2ImgPipeline.from_pretrained(
-                folder,
-                local_files_only=True,
-                dtype=dtype,
-                safety_checker=None,
-                requires_safety_checker=False,
-            )
+            with _loading_bars(sys.stderr.isatty() if progress is None else progress):
+                pipeline = StableDiffusionImg2ImgPipeline.from_pretrained(
+                    folder,
+                    local_files_only=True,
+                    dtype=dtype,
+                    safety_checker=None,
+                    requires_safety_checker=False,
+                )
         except (OSError, ValueError, TypeError) as exc:
             raise GeneratorError(f"{folder}: cannot load the img2img pipeline: {exc}") from exc
         return cls(pipeline.to(device), config)
@@ -123,6 +131,20 @@ class Img2ImgGenerator:
                 image = np.rint(rgb.mean(axis=-1)).astype(np.uint8) if grey else rgb
                 results.append(Img2ImgResult(image=image, record_id=record_id, seed=seed))
         return results
+
+
+@contextmanager
+def _loading_bars(show: bool) -> Iterator[None]:
+    """diffusers' and transformers' (global) loading bars on or off, restored after."""
+    libraries = (diffusers_logging, transformers_logging)
+    before = [lib.is_progress_bar_enabled() for lib in libraries]
+    for lib in libraries:
+        lib.enable_progress_bar() if show else lib.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib, enabled in zip(libraries, before, strict=True):
+            lib.enable_progress_bar() if enabled else lib.disable_progress_bar()
 
 
 def _ids_with_seeds(record_ids: Sequence[str], seeds: Sequence[int], count: int

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import pyarrow as pa
 
 from pipelines.catalog import Candidate, Catalog, Erasure, ShardModel, SourceRecord, Withdrawal
+from pipelines.catalog.lineage import CONDITIONING_PREFIX
 from pipelines.catalog.schema import arrow_schema
 
 
@@ -23,12 +24,9 @@ def _marks(values: Collection[object]) -> str:
 
 
 # --- img2img: conditioning sets ------------------------------------------------------
-
-CONDITIONING_PREFIX = "img2img:"
-"""How an img2img shard's conditioning set is told from a checkpoint: its `shard_models`
-fingerprint starts with this. A set trained nothing and holds no pixels (its folder is a
-manifest of record ids), so erasure deletes no set: it deletes the candidates conditioned
-on the subject's records (`candidates.conditioned_on`), which are the lineage there is."""
+# A set (`lineage.CONDITIONING_PREFIX`) trained nothing and holds no pixels (its folder
+# is a manifest of record ids), so erasure deletes no set: it deletes the candidates
+# conditioned on the subject's records (`candidates.conditioned_on`), the lineage there is.
 
 _SETS = ("(SELECT model_version FROM shard_models "
          f"WHERE starts_with(fingerprint, '{CONDITIONING_PREFIX}'))")
@@ -46,10 +44,6 @@ _IMAGE_ON_SUBJECT = """EXISTS (SELECT 1 FROM model_records mr
                     WHERE c.candidate_id = i.candidate_id), mr.record_id) = mr.record_id)"""
 """SQL: release image `i` stands on subject `$s`: its model saw them, or (img2img) it was
 conditioned on one of their records."""
-
-
-def is_conditioning_set(model: ShardModel) -> bool:
-    return model.fingerprint.startswith(CONDITIONING_PREFIX)
 
 
 # --- who still has something on disk -------------------------------------------------

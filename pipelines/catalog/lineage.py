@@ -66,19 +66,43 @@ def model_by_fingerprint(catalog: Catalog, shard: int, fingerprint: str) -> Shar
     return found[0] if found else None
 
 
-def subjects_of_models(catalog: Catalog, model_versions: set[str]) -> dict[str, set[str]]:
-    if not model_versions:
+CONDITIONING_PREFIX = "img2img:"
+"""An img2img shard's "model" is its conditioning set (`pipelines.steps.conditioning`): a
+`shard_models` row whose fingerprint starts with this, whose `model_records` are the
+shard's records. It trained nothing: each of its candidates stands on exactly the one
+record in `candidates.conditioned_on`, which every lineage question here follows."""
+
+
+def is_conditioning_set(model: ShardModel) -> bool:
+    return model.fingerprint.startswith(CONDITIONING_PREFIX)
+
+
+def model_record_ids(catalog: Catalog, model_version: str) -> set[str]:
+    with catalog.read() as con:
+        rows = con.execute("SELECT record_id FROM model_records WHERE model_version = ?",
+                           [model_version]).fetchall()
+    return {r[0] for r in rows}
+
+
+def subjects_of_candidates(catalog: Catalog, candidates: list[Candidate]) -> dict[str, set[str]]:
+    """Candidate id -> the subjects behind it: every subject its model saw, or (img2img) the
+    one whose record it was conditioned on. Empty when nobody can say (no lineage rows)."""
+    versions = sorted({c.model_version for c in candidates})
+    if not versions:
         return {}
-    marks = ", ".join("?" * len(model_versions))
     with catalog.read() as con:
         rows = con.execute(
-            f"SELECT model_version, subject_id FROM model_records WHERE model_version IN ({marks})",
-            sorted(model_versions),
-        ).fetchall()
-    out: dict[str, set[str]] = {v: set() for v in model_versions}
-    for version, subject in rows:
-        out[version].add(subject)
-    return out
+            "SELECT model_version, record_id, subject_id FROM model_records "
+            f"WHERE model_version IN ({', '.join('?' * len(versions))})", versions).fetchall()
+    by_model: dict[str, set[str]] = {}
+    by_record: dict[tuple[str, str], str] = {}
+    for version, record, subject in rows:
+        by_model.setdefault(version, set()).add(subject)
+        by_record[(version, record)] = subject
+    return {c.candidate_id: (by_model.get(c.model_version, set()) if c.conditioned_on is None
+                             else {s} if (s := by_record.get((c.model_version, c.conditioned_on)))
+                             else set())
+            for c in candidates}
 
 
 # --- candidates and what the audit made of them ----------------------------------------
@@ -123,14 +147,15 @@ def unconsented_lineage(catalog: Catalog, ledger: Ledger, purpose: str,
     A fresh read of the ledger (now, everything recorded so far), not the build's
     snapshot: this closes the window between snapshot and publish.
 
-    A model with no lineage rows fails closed: nobody could say whose consent it needs,
-    so its images count as tainted (with an empty set: the subjects are unknown).
+    A model with no lineage rows (an img2img candidate whose record its set does not
+    hold) fails closed: nobody could say whose consent it needs, so its images count as
+    tainted (with an empty set: the subjects are unknown).
     """
     granted = set(ledger.eligible(purpose))
-    by_model = subjects_of_models(catalog, {c.model_version for c in candidates})
+    behind = subjects_of_candidates(catalog, candidates)
     out = {}
     for c in candidates:
-        subjects = by_model.get(c.model_version, set())
+        subjects = behind.get(c.candidate_id, set())
         missing = subjects - granted
         if missing or not subjects:
             out[c.candidate_id] = missing
@@ -160,7 +185,9 @@ def withdrawn_per_version(catalog: Catalog) -> Counter[str]:
 _PRESENT = """
     WITH present AS (
         SELECT ri.version, ri.image_id, ri.candidate_id, ri.label, ri.shard, ri.model_version,
-               ri.file_name, rel.status, coalesce(snap.purpose, $purpose) AS purpose
+               ri.file_name, rel.status, coalesce(snap.purpose, $purpose) AS purpose,
+               (SELECT any_value(c.conditioned_on) FROM candidates c
+                WHERE c.candidate_id = ri.candidate_id) AS conditioned_on
         FROM release_images ri
         JOIN releases rel ON rel.version = ri.version
         LEFT JOIN consent_snapshots snap ON snap.snapshot_id = rel.snapshot_id
@@ -170,7 +197,13 @@ _PRESENT = """
     )
 """
 """Release images still present: in a published (or pending) release and not withdrawn,
-with their release's purpose (`$purpose` for a release whose snapshot row is missing)."""
+with their release's purpose (`$purpose` for a release whose snapshot row is missing) and
+the record an img2img image was conditioned on (`_STANDS_ON` joins its lineage)."""
+
+_STANDS_ON = """JOIN model_records mr ON mr.model_version = p.model_version
+    AND mr.record_id = coalesce(p.conditioned_on, mr.record_id)"""
+"""The subjects behind a present image `p`: every record its model saw, or only the one an
+img2img image was conditioned on."""
 
 
 class PresentImage(NamedTuple):
@@ -219,7 +252,7 @@ def ineligible_lineage(catalog: Catalog, eligible: pa.Table, default_purpose: st
     with _read_with(catalog, eligible_now=eligible) as con:
         rows = con.execute(_PRESENT + f"""
             SELECT DISTINCT p.purpose, mr.subject_id
-            FROM present p JOIN model_records mr ON mr.model_version = p.model_version
+            FROM present p {_STANDS_ON}
             WHERE NOT EXISTS (SELECT 1 FROM eligible_now e
                               WHERE e.purpose = p.purpose AND e.subject_id = mr.subject_id) {only}
         """, params).fetchall()
@@ -247,7 +280,7 @@ def images_standing_on(catalog: Catalog, subjects: Collection[tuple[str, str]],
     with _read_with(catalog, wanted=_subject_table(subjects)) as con:
         rows = con.execute(_PRESENT + f"""
             SELECT {_PRESENT_COLUMNS}, list_sort(list(DISTINCT mr.subject_id))
-            FROM present p JOIN model_records mr ON mr.model_version = p.model_version
+            FROM present p {_STANDS_ON}
             JOIN wanted w ON w.purpose = p.purpose AND w.subject_id = mr.subject_id
             GROUP BY ALL ORDER BY p.version, p.image_id LIMIT $limit
         """, {"purpose": default_purpose, "limit": limit}).fetchall()
@@ -290,19 +323,22 @@ def stale_models(catalog: Catalog, eligible: pa.Table, purpose: str) -> list[Sha
 
 
 def usable_model(catalog: Catalog, snapshot_id: str, shard: int, fingerprint: str,
-                 eligible_now: Collection[str]) -> ShardModel | None:
+                 eligible_now: Collection[str], *, conditioning: bool = False
+                 ) -> ShardModel | None:
     """The model a build of this snapshot may use for `shard`, or None.
 
     Preferably the one trained on exactly the snapshot's records (`fingerprint`), else the
     newest whose every record is a training record of the snapshot; either way only a
     model with lineage rows (fail closed) every subject of which is eligible NOW: a fresh
-    ledger read, not the snapshot, decides whether a model may be used again.
+    ledger read, not the snapshot, decides whether a model may be used again. Of the
+    build's generator kind only: an img2img conditioning set when `conditioning`, else a
+    checkpoint.
     """
     now = pa.table({"subject_id": pa.array(sorted(eligible_now), pa.string())})
     with _read_with(catalog, eligible_now=now) as con:
         rows = con.execute(f"""
             SELECT {', '.join(ShardModel.columns())} FROM shard_models m
-            WHERE shard = $shard
+            WHERE shard = $shard AND starts_with(m.fingerprint, $prefix) = $conditioning
               AND EXISTS (SELECT 1 FROM model_records r WHERE r.model_version = m.model_version)
               AND NOT EXISTS (SELECT 1 FROM model_records r WHERE r.model_version = m.model_version
                               AND r.subject_id NOT IN (SELECT subject_id FROM eligible_now))
@@ -311,7 +347,8 @@ def usable_model(catalog: Catalog, snapshot_id: str, shard: int, fingerprint: st
                   AND r.record_id NOT IN (SELECT record_id FROM eligible_records
                                           WHERE snapshot_id = $snapshot AND role = 'train')))
             ORDER BY (m.fingerprint = $fp) DESC, trained_at DESC LIMIT 1""",
-            {"shard": shard, "fp": fingerprint, "snapshot": snapshot_id}).fetchall()
+            {"shard": shard, "fp": fingerprint, "snapshot": snapshot_id,
+             "prefix": CONDITIONING_PREFIX, "conditioning": conditioning}).fetchall()
     return ShardModel(**dict(zip(ShardModel.columns(), rows[0], strict=True))) if rows else None
 
 

@@ -1,7 +1,8 @@
 """Candidate synthetic images: drawn from every shard's current model, with lineage.
 
 Each candidate records the shard and model version that made it; that, through the
-model's record list, is the lineage a revocation follows. A shard whose model did not
+model's record list, is the lineage a revocation follows (an img2img candidate's is the
+one record in `conditioned_on`, `pipelines.steps.conditioning`). A shard whose model did not
 change since an earlier build keeps its already-audited candidates, so a rebuild samples
 only from the shards it retrained.
 
@@ -24,10 +25,15 @@ from consentgen.errors import GeneratorError
 from consentgen.home import CANDIDATES_DIR
 from generators.labels import class_balanced_labels
 from pipelines.catalog import Candidate, Catalog, ShardModel, Snapshot
-from pipelines.catalog.lineage import last_kept_candidates_of_model, shard_training_records
+from pipelines.catalog.lineage import (
+    is_conditioning_set,
+    last_kept_candidates_of_model,
+    shard_training_records,
+)
 from pipelines.settings import BuildConfig
 from pipelines.steps.bans import file_pixel_hash, load_bans, pixel_hash
 from pipelines.steps.classes import snapshot_classes
+from pipelines.steps.conditioning import conditioned_candidates, conditioned_replacements
 from pipelines.steps.images import write_png
 from pipelines.steps.shard_training import current_models, load_model
 
@@ -113,7 +119,11 @@ def replacement_candidates(
     replacing: Sequence[Candidate], round_: int, *, progress: bool = False,
 ) -> list[Candidate]:
     """One new candidate for each of `replacing`, in its order: the same label from the same
-    shard's model, each shard sampled once with its (shard, round) seed. Unrecorded."""
+    shard's model, each shard sampled once with its (shard, round) seed. Unrecorded.
+    (img2img: conditioned on the next record of the slot's class, `conditioning`.)"""
+    if any(is_conditioning_set(models[c.shard]) for c in replacing):
+        return conditioned_replacements(catalog, snapshot, config, models, replacing, round_,
+                                        progress=progress)
     positions: dict[int, list[int]] = {}
     for i, c in enumerate(replacing):
         positions.setdefault(c.shard, []).append(i)
@@ -149,6 +159,10 @@ def generate_candidates(
         if len(reused) == config.images_per_shard:
             rows = [c.model_copy(update={"snapshot_id": snapshot.snapshot_id}) for c in reused]
             how = "reused"
+        elif is_conditioning_set(model):  # img2img: one image per record of the shard's set
+            rows = conditioned_candidates(catalog, snapshot, model, config, progress=progress)
+            how = "conditioned"
+            crashpoint("candidates.written")
         else:
             labels = shard_labels(catalog, snapshot, shard, config.images_per_shard)
             rows = sample_candidates(catalog, snapshot, model, labels,

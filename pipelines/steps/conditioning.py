@@ -34,21 +34,22 @@ import numpy as np
 
 from consent.events import utc_now
 from consentgen.crash import crashpoint
-from consentgen.errors import ConfigError
+from consentgen.errors import ConfigError, MissingWeightsError
 from consentgen.files import atomic_output, discard_tree, fsync_dir
 from consentgen.home import CANDIDATES_DIR, MODELS_DIR
 from consentgen.labels import label_sort_key
 from generators.config import Img2ImgConfig
 from pipelines.catalog import Candidate, Catalog, EligibleRecord, ModelRecord, ShardModel, Snapshot
-from pipelines.catalog.erasure_queries import CONDITIONING_PREFIX, is_conditioning_set  # noqa: F401
 from pipelines.catalog.lineage import (
+    CONDITIONING_PREFIX,
     model_by_fingerprint,
+    model_record_ids,
     models_of_fingerprint,
     shard_training_records,
 )
 from pipelines.settings import BuildConfig
 from pipelines.steps.bans import load_bans, pixel_hash
-from pipelines.steps.images import load_gray, write_png
+from pipelines.steps.images import load_pixels, write_png
 
 if TYPE_CHECKING:
     from generators.img2img import Img2ImgGenerator
@@ -81,10 +82,10 @@ def check_weights(config: BuildConfig) -> None:
     folder = img2img_config(config).weights_dir.expanduser()
     where = folder.resolve()
     if not folder.is_dir():
-        raise ConfigError(f"generator.weights_dir: no folder {where} (kind = \"img2img\" needs a "
+        raise MissingWeightsError(f"generator.weights_dir: no folder {where} (kind = \"img2img\" needs a "
                           "local Stable Diffusion folder; weights are never fetched)")
     if not (folder / "model_index.json").is_file():
-        raise ConfigError(f"generator.weights_dir: {where} has no model_index.json (not a "
+        raise MissingWeightsError(f"generator.weights_dir: {where} has no model_index.json (not a "
                           "diffusers Stable Diffusion folder; save one with save_pretrained)")
 
 
@@ -235,24 +236,27 @@ def replacement_slots(records: Sequence[EligibleRecord], replacing: Sequence[Can
 
 
 @lru_cache(maxsize=1)
-def _pipeline(cfg: Img2ImgConfig) -> Img2ImgGenerator:
+def _pipeline(cfg: Img2ImgConfig, weights: str, progress: bool) -> Img2ImgGenerator:
     """The loaded pipeline, kept for the next step of the same process (the audit's
-    replacements after the candidates): loading Stable Diffusion costs seconds."""
+    replacements after the candidates): loading Stable Diffusion costs seconds. `weights`
+    (`weights_digest`) is in the key so that other weights in the same folder load anew."""
     from generators.img2img import Img2ImgGenerator  # torch: only when conditioning
 
-    return Img2ImgGenerator.load(cfg)
+    return Img2ImgGenerator.load(cfg, progress=progress)
 
 
-def generator_for(config: BuildConfig) -> Img2ImgGenerator:
+def generator_for(config: BuildConfig, *, progress: bool = False) -> Img2ImgGenerator:
+    """The build's img2img generator (each output's seed is given per slot, so the
+    config's own seed plays no part and is left out of the cache key)."""
     check_weights(config)
-    return _pipeline(img2img_config(config).model_copy(update={"seed": 0}))
+    cfg = img2img_config(config).model_copy(update={"seed": 0})
+    return _pipeline(cfg, weights_digest(cfg.weights_dir), progress)
 
 
 def set_records(catalog: Catalog, snapshot: Snapshot, model: ShardModel) -> list[EligibleRecord]:
     """The snapshot's training records of `model`'s shard that its set holds (all of them,
     unless the shard kept an older set whose records are all still eligible)."""
-    held = {r.record_id for r in catalog.select(ModelRecord, "WHERE model_version = ?",
-                                                [model.model_version])}
+    held = model_record_ids(catalog, model.model_version)
     return [r for r in shard_training_records(catalog, snapshot.snapshot_id, model.shard)
             if r.record_id in held]
 
@@ -269,17 +273,16 @@ def condition_candidates(catalog: Catalog, snapshot: Snapshot, model: ShardModel
 
     if not slots:
         return []
-    generator = generator_for(config)
+    generator = generator_for(config, progress=progress)
     banned = load_bans(catalog).pixels
     by_id = {s.record_id: s for s in catalog.sources()}
-    sources = load_gray([catalog.home / by_id[s.record.record_id].image_path for s in slots],
-                        config.generator.image_size)
-    colour = config.generator.channels == 3
+    # grey [H,W] in, grey out (the generator runs RGB inside); grey RGB in for channels 3
+    sources = load_pixels([catalog.home / by_id[s.record.record_id].image_path for s in slots],
+                          config.generator.image_size, config.generator.channels)
     seeds = [s.seed for s in slots]
 
     def draw(where: list[int]) -> dict[int, np.ndarray]:
-        images = [np.repeat(sources[i][..., None], 3, axis=-1) if colour else sources[i]
-                  for i in where]
+        images = [sources[i] for i in where]
         out = generator.generate(images, [slots[i].record.record_id for i in where],
                                  seeds=[seeds[i] for i in where], progress=progress)
         return {i: r.image for i, r in zip(where, out, strict=True)}

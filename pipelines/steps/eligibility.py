@@ -23,6 +23,7 @@ from pipelines.catalog import Catalog, EligibleRecord, Exclusion, Snapshot, Sour
 from pipelines.catalog.lineage import eligible_records, exclusions
 from pipelines.catalog.reasons import ExclusionReason
 from pipelines.settings import BuildConfig
+from pipelines.steps.conditioning import check_weights
 from pipelines.steps.classes import ClassList, plan_classes, snapshot_classes
 
 
@@ -55,8 +56,10 @@ def select_eligible(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config
 
     Raises (before anything is recorded, so before any training) `NoEligibleRecordsError`
     when no record may be used, and `TooFewRecordsError` when a shard or a class would get
-    no training record; each says in one line what to change.
+    no training record; each says in one line what to change. An img2img build without
+    its weights folder stops first (`MissingWeightsError`).
     """
+    check_weights(config)
     granted = set(ledger.eligible(snapshot.purpose, snapshot.taken_at, as_of_seq=snapshot.head_seq))
     states = {s.subject_id: s for s in ledger.states(snapshot.purpose, snapshot.taken_at,
                                                      as_of_seq=snapshot.head_seq)}

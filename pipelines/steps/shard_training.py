@@ -33,6 +33,7 @@ from pipelines.catalog.lineage import (
 )
 from pipelines.settings import BuildConfig
 from pipelines.steps.classes import ClassList, snapshot_classes
+from pipelines.steps.conditioning import conditioning_fingerprint, record_conditioning_set
 from pipelines.steps.images import load_pixels
 
 
@@ -63,6 +64,8 @@ def fingerprint_of(record_ids: Sequence[str], dconfig: DiffusionConfig,
 def expected_model(catalog: Catalog, snapshot_id: str, shard: int, config: BuildConfig
                    ) -> tuple[list[EligibleRecord], str]:
     records = shard_training_records(catalog, snapshot_id, shard)
+    if config.generator.kind == "img2img":  # a conditioning set: nothing is trained
+        return records, conditioning_fingerprint([r.record_id for r in records], config)
     classes = snapshot_classes(catalog, snapshot_id)
     dconfig = diffusion_config(config, shard, classes)
     return records, fingerprint_of([r.record_id for r in records], dconfig, classes.labels)
@@ -83,8 +86,11 @@ def train_shard(catalog: Catalog, snapshot: Snapshot, shard: int, config: BuildC
     A checkpoint is saved (atomically) before its catalog row is written, so a crash in
     between leaves a complete folder that no row names. The next run adopts it when it is
     exactly the model this snapshot expects (records, settings, weights hash), and
-    otherwise discards it and trains: a crash never wedges a shard.
+    otherwise discards it and trains: a crash never wedges a shard. With img2img the
+    shard's "model" is its conditioning set (`pipelines.steps.conditioning`).
     """
+    if config.generator.kind == "img2img":
+        return record_conditioning_set(catalog, snapshot, shard, config)
     records, fp = expected_model(catalog, snapshot.snapshot_id, shard, config)
     if not records:
         return ShardOutcome(shard, None, False)
@@ -180,7 +186,8 @@ def current_models(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
         records, fp = expected_model(catalog, snapshot.snapshot_id, shard, config)
         if not records:
             continue
-        model = usable_model(catalog, snapshot.snapshot_id, shard, fp, eligible_now)
+        model = usable_model(catalog, snapshot.snapshot_id, shard, fp, eligible_now,
+                             conditioning=config.generator.kind == "img2img")
         if model is None:
             stale.append(shard)
         else:
