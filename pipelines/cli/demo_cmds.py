@@ -4,6 +4,11 @@ Ingest Br35H with simulated subjects and a simulated ledger, build and publish v
 revoke a few subjects whose images trained one shard's model, reconcile (their images
 withdrawn at once, as `consentgen consent revoke` does), let the revocation sensor ask for
 a rebuild of only that shard into v0002, and say where the data card is.
+
+The demo home's consentgen.toml is written first (`pipelines.demo.config`: class names
+no_tumour / tumour, a [dataset] table saying the subjects and consent are simulated and
+Br35H's licence is undocumented, not for publication) and the build reads it back, as
+any build does: edit it and run the demo again to see the effect.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from consentgen.errors import ConsentgenError
 from pipelines.catalog import Catalog, ModelRecord, ReleaseImage, ShardModel
 from pipelines.cli.common import HomeOption, console, create_home
 from pipelines.demo.consent import DEMO_PURPOSE, SIMULATION_NOTICE, simulate_consent
-from pipelines.settings import BuildConfig
 
 REVOKE_COUNT = 3
 
@@ -31,14 +35,18 @@ def demo(home: HomeOption = None) -> None:
     from pipelines.defs.runner import instance_for, run_build, tick_revocation_sensor
     from pipelines.steps.reconcile import reconcile
 
+    from pipelines.buildfile import load_config
+    from pipelines.demo.config import demo_config
+
     started = time.perf_counter()
-    root = create_home(home).root  # the demo makes its own home, as `consentgen init` does
+    made = create_home(home, demo_config())  # the demo makes its own home, as `init` does
+    root = made.root
     console.print(f"[bold yellow]{SIMULATION_NOTICE}[/]")
+    config = load_config(None, home=root)  # what the home's build file says, as builds read it
+    console.print(f"build file: {made.build_file}"
+                  + (" (written for the demo)" if made.wrote_build_file else " (kept as it was)"))
     ledger = Ledger.at_home(root)
-    ledger.init()
     catalog = Catalog(root)
-    catalog.ensure_schema()
-    config = BuildConfig(notices=[SIMULATION_NOTICE])
 
     console.rule("1. consent ledger (simulated)")
     if ledger.head().seq == 0:
