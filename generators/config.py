@@ -23,6 +23,12 @@ DEFAULT_EPOCHS = 10
 # config that no model could be built from is refused when it is written, not at training.
 PRESET_LEVELS: dict[str, int] = {"tiny": 2, "small": 3, "base": 4}
 
+# The largest side each preset is built for. `tiny` (a test model) attends at half the side:
+# 4,096 tokens an image at 128 px, 16,384 at 256 (attention maps of ~4 and ~69 GB for a
+# batch of 16 where they are materialised); `small` has no attention, `base` attends at a
+# quarter of the side.
+PRESET_MAX_SIZE: dict[str, int] = {"tiny": 64, "small": 256, "base": 256}
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -111,6 +117,11 @@ class DiffusionConfig(_Frozen):
             raise ValueError(
                 f"image_size {self.image_size} must be divisible by {factor} for preset "
                 f"{self.preset!r}"
+            )
+        if self.image_size > PRESET_MAX_SIZE[self.preset]:
+            raise ValueError(
+                f"preset {self.preset!r} is for images up to {PRESET_MAX_SIZE[self.preset]} px, "
+                f"not {self.image_size}: use preset \"small\" or \"base\""
             )
         if self.sample_steps > self.train_timesteps:
             raise ValueError("sample_steps cannot exceed train_timesteps")

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from consentgen.errors import ConfigError
 from consentgen.labels import canonical_label, folder_name
-from generators.config import PRESET_LEVELS
+from generators.config import PRESET_LEVELS, PRESET_MAX_SIZE
 from validation.audit.config import AuditConfig
 
 SHARDS_ENV = "CONSENTGEN_SHARDS"
@@ -78,6 +78,10 @@ class GeneratorSettings(_Section):
         if self.kind == "ddpm" and self.image_size % factor:
             raise ValueError(f"image_size {self.image_size} must be divisible by {factor} "
                              f"for preset {self.preset!r}")
+        if self.kind == "ddpm" and self.image_size > PRESET_MAX_SIZE[self.preset]:
+            raise ValueError(f"preset {self.preset!r} is for images up to "
+                             f"{PRESET_MAX_SIZE[self.preset]} px, not {self.image_size}: use "
+                             "preset \"small\" or \"base\"")
         if self.kind == "img2img":
             if self.weights_dir is None:
                 raise ValueError("weights_dir is required when kind = \"img2img\" (a local "

@@ -29,6 +29,7 @@ def test_train_steps_alone_leaves_epochs_unset() -> None:
         {"num_classes": 2, "epochs": 3, "train_steps": 10},  # both
         {"num_classes": 2, "preset": "base", "image_size": 36},  # 36 not divisible by 8
         {"num_classes": 2, "image_size": 512},  # over 256
+        {"num_classes": 2, "preset": "tiny", "image_size": 128},  # tiny attends at half the side
         {"num_classes": 2, "channels": 2},
         {"num_classes": 2, "schedule": "sigmoid"},
         {"num_classes": 2, "dp": {"epsilon": 0, "delta": 1e-5}},

@@ -126,3 +126,12 @@ def test_an_unconditional_model_has_no_class_embedding_and_needs_no_labels() -> 
     assert losses.shape == (8,) and np.all(np.isfinite(losses))
     plan = shard_plan({0: trained, 1: trained}, 5, None)
     assert sorted(len(v) for v in plan.values()) == [2, 3] and {*plan[0], *plan[1]} == {0}
+
+
+def test_a_256_px_colour_model_trains_and_samples() -> None:
+    """The largest size a build file may ask for (one step: the shapes, not the quality)."""
+    images = np.random.default_rng(0).integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
+    config = tiny_config(preset="small", image_size=256, channels=3, num_classes=None,
+                         train_steps=1, batch_size=2, ema=False)
+    trained = train_diffusion(images, None, config, record_ids=record_ids(2))
+    assert sample(trained, 1, steps=2, seed=0, bf16=False).shape == (1, 256, 256, 3)
