@@ -118,7 +118,10 @@ def compute_figures(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
                            n_holdout=public_count(dcr.n_holdout, k))
         except AuditError as exc:
             notes.append(f"DCR not computed: {exc}")
-    if figures.membership_inference and models and holdout:
+    if figures.membership_inference and config.generator.kind == "img2img":
+        notes.append("membership inference not computed: img2img trains no model (each image "
+                     "is conditioned on one record; the near-duplicate audit and DCR judge it)")
+    elif figures.membership_inference and models and holdout:
         shard, model = max(models.items(), key=lambda kv: kv[1].n_records)
         members = [r for r in train if r.shard == shard][: figures.mia_max_records]
         others = holdout[: figures.mia_max_records]
@@ -149,7 +152,7 @@ def compute_figures(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
                            chance_accuracy=tstr.chance_accuracy, n_train_synthetic=len(staged),
                            n_train_real=public_count(len(train), k),
                            n_test=public_count(len(holdout), k),
-                           classifier=f"small CNN, {figures.utility_epochs} epochs "
+                           classifier=f"small CNN, {figures.utility_epochs} epoch{'s' if figures.utility_epochs != 1 else ''} "
                                       "(validation.audit.utility)")
         except AuditError as exc:
             notes.append(f"utility not computed: {exc}")
