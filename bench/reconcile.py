@@ -79,7 +79,7 @@ def fill_catalog(home: Path, n_images: int, with_files: set[str]) -> Catalog:
     for i in range(n_images):
         m, version = i // IMAGES_PER_MODEL, f"v{i // RELEASE_SIZE + 1:04d}"
         c = Candidate(candidate_id=f"c{i:07d}", snapshot_id="snap-1", shard=m % 8, model_version=f"m{m:06d}",
-                      label=i % 2, seed=0, image_path=f"candidates/c{i:07d}.png", created_at=T0)
+                      label=str(i % 2), seed=0, image_path=f"candidates/c{i:07d}.png", created_at=T0)
         image = ReleaseImage(version=version, image_id=f"i{i:07d}", candidate_id=c.candidate_id, label=c.label,
                              shard=c.shard, model_version=c.model_version,
                              file_name=f"images/l{c.label}/i{i:07d}.png")
