@@ -41,7 +41,7 @@ from pipelines.card import (
 from pipelines.steps.eligibility import EligibleSet, load_eligible
 from pipelines.steps.figures import compute_figures
 from pipelines.steps.images import load_gray
-from pipelines.steps.public_manifest import GENERATOR_KIND, StagedImage
+from pipelines.steps.public_manifest import StagedImage
 from pipelines.settings import BuildConfig
 from pipelines.steps.shard_training import current_models
 
@@ -83,6 +83,7 @@ def card_renderer(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: 
         all_candidates = snapshot_candidates(catalog, snapshot.snapshot_id)
         limits = thresholds(config)
         size = config.generator.image_size
+        trains = config.generator.kind == "ddpm"  # img2img trains nothing: no preset, no epochs
         card = DataCard(
             version=version,
             created_at=utc_now(),
@@ -99,8 +100,10 @@ def card_renderer(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: 
                 published_per_label=dict(Counter(config.labels.name_of(s.candidate.label) for s in staged)),
             ),
             generator=GeneratorInfo(
-                kind=GENERATOR_KIND, preset=config.generator.preset, image_size=(size, size),
-                epochs=config.generator.epochs, sampling_steps=config.generator.sample_steps,
+                kind=config.generator.kind, image_size=(size, size),
+                preset=config.generator.preset if trains else None,
+                epochs=config.generator.epochs if trains else None,
+                sampling_steps=config.generator.sample_steps,
                 dp_epsilon=config.generator.dp_epsilon,
                 dp_delta=config.generator.dp_delta if config.generator.dp_epsilon else None,
                 model_versions=sorted(m.model_version for m in models.values())),

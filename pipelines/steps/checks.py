@@ -17,7 +17,6 @@ from pipelines.steps.audit import audit_files, source_index
 from pipelines.catalog import Catalog, Snapshot
 from pipelines.catalog.lineage import final_audit_rows, kept_candidates, unconsented_lineage
 from pipelines.steps.public_manifest import (
-    GENERATOR_KIND,
     MANIFEST_COLUMNS,
     manifest_frame,
     public_audit_frame,
@@ -154,7 +153,7 @@ def run_expectations(catalog: Catalog, staged: list, config: BuildConfig, *, doc
     manifest = validate_manifest(
         manifest_frame(staged, config), expected_columns=MANIFEST_COLUMNS,
         labels=set(snapshot_classes(catalog, snapshot_id).labels), image_size=(size, size), thresholds=limits,
-        docs_dir=docs_dir, generator_kinds={GENERATOR_KIND}, forbidden_ids=forbidden)
+        docs_dir=docs_dir, generator_kinds={config.generator.kind}, forbidden_ids=forbidden)
     audit = validate_audit(public_audit_frame(staged), thresholds=limits, docs_dir=docs_dir,
                            forbidden_ids=forbidden)
     return [manifest, audit]

@@ -14,7 +14,6 @@ import pandas as pd
 from pipelines.catalog import AuditRow, Candidate
 from pipelines.settings import BuildConfig
 
-GENERATOR_KIND = "ddpm"
 MANIFEST_COLUMNS = [
     "image_id", "file_name", "label", "label_name", "width", "height", "generator",
     "model_version", "phash_distance", "pixel_l2", "patch_l2", "embedding_cosine",
@@ -48,7 +47,7 @@ def manifest_frame(staged: list[StagedImage], config: BuildConfig) -> pd.DataFra
             "label_name": config.labels.name_of(s.candidate.label),
             "width": size,
             "height": size,
-            "generator": GENERATOR_KIND,
+            "generator": config.generator.kind,  # ddpm or img2img
             "model_version": s.candidate.model_version,
             "phash_distance": s.audit.phash_distance,
             "pixel_l2": s.audit.pixel_l2,

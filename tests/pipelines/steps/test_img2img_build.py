@@ -9,6 +9,7 @@ folder is refused in one line before any work.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -40,7 +42,9 @@ from pipelines.steps.conditioning import (
     img2img_config,
     replacement_slots,
 )
+from pipelines.steps.candidates import replacement_candidates
 from pipelines.steps.reconcile import reconcile
+from pipelines.steps.shard_training import current_models
 from pipelines.steps.release import WITHDRAWN, releases_root
 from tests.pipelines.conftest import PURPOSE, Deployment
 from tests.tiny_sd import save_tiny_sd
@@ -168,6 +172,24 @@ def test_img2img_build_lineage_revocation_and_erasure(deployment: Deployment,
     with Image.open(v1 / published[0].file_name) as im:
         assert im.mode == "L" and im.size == (16, 16)
     assert np.asarray(Image.open(v1 / published[0].file_name)).std() > 0
+    manifest = pq.read_table(v1 / "manifest.parquet").to_pandas()
+    assert set(manifest["generator"]) == {"img2img"}
+    assert not {c for c in manifest.columns if any(w in c for w in ("subject", "record", "source"))}
+    card = json.loads((v1 / "card" / "card.json").read_text())
+    assert card["generator"]["kind"] == "img2img" and card["generator"]["epochs"] is None
+    assert any("img2img trains no model" in n for n in card["notices"])
+
+    # an audit replacement: same shard and label, conditioned on another record of the class
+    snapshot = dep.catalog.snapshot_for_run(first.run_id)
+    models = current_models(dep.catalog, snapshot, config)
+    slot = next(iter(images.values()))
+    same_class = [r for (shard, _), r in train.items() if shard == slot.shard and r.label == slot.label]
+    fresh = replacement_candidates(dep.catalog, snapshot, config, models, [slot], 1)[0]
+    assert (fresh.shard, fresh.label, fresh.model_version) == (slot.shard, slot.label, slot.model_version)
+    assert fresh.conditioned_on in {r.record_id for r in same_class}
+    assert (fresh.conditioned_on != slot.conditioned_on) == (len(same_class) > 1)
+    assert (dep.home / fresh.image_path).is_file()
+    dep.catalog.add([fresh])  # on record, as the audit records its replacements
 
     # a subject behind some (not all) images of a shard revokes
     subject_of = {r.record_id: r.subject_id for r in dep.catalog.select(ModelRecord)}
