@@ -43,6 +43,7 @@ from pipelines.steps.conditioning import (
     replacement_slots,
 )
 from pipelines.steps.candidates import replacement_candidates
+from pipelines.steps.erasure_record import erasure_record
 from pipelines.steps.reconcile import reconcile
 from pipelines.steps.shard_training import current_models
 from pipelines.steps.release import WITHDRAWN, releases_root
@@ -223,6 +224,18 @@ def test_img2img_build_lineage_revocation_and_erasure(deployment: Deployment,
     assert all((dep.home / c.image_path).exists() for c in everything if c.candidate_id not in theirs)
     assert not dep.catalog.select(Erasure, "WHERE kind = 'checkpoint'")
     assert all((dep.home / m.model_path).exists() for m in sets)
+
+    # the DPO's record follows conditioned_on too: the victim's images, and another
+    # subject of the same shard, who stays, stands behind only their own
+    record = erasure_record(dep.catalog, dep.ledger, config, victim)
+    assert [(w.version, w.images) for w in record.withdrawn] == [("v0001", len(tainted))]
+    assert {e.ref for e in record.erased if e.kind == "candidate"} == theirs
+    assert not [r for r in record.remains if r.kind in {"candidate", "published", "checkpoint"}]
+    other = subject_of[images[min(spared_in_shard)].conditioned_on]
+    theirs_published = {i for i, c in images.items() if subject_of[c.conditioned_on] == other}
+    stays = erasure_record(dep.catalog, dep.ledger, config, other)
+    assert stays.withdrawn == [] and not stays.consent.ended
+    assert {r.ref.split("/")[1] for r in stays.remains if r.kind == "published"} == theirs_published
 
     # the stale shard is rebuilt: nothing of the victim in the new release
     second = run_build(dep.home, config, shards=report.stale_shards, instance=dep.instance)
