@@ -63,6 +63,12 @@ def _too_few(*sizes: int | Suppressed | None) -> bool:
                for n in sizes)
 
 
+def _sample(*parts: tuple[int | Suppressed | None, str]) -> str:
+    """E.g. "400 synthetic, 436 held-out"; the sizes that are known, "—" if none is."""
+    known = [f"{count(n)} {what}" for n, what in parts if n is not None]
+    return ", ".join(known) or NO_FLAG
+
+
 def _flag(value: float | None, sizes: tuple[int | Suppressed | None, ...],
           green: bool, amber: bool) -> str:
     if value is None:
@@ -75,7 +81,7 @@ def _flag(value: float | None, sizes: tuple[int | Suppressed | None, ...],
 def _calibration(card: DataCard) -> list[Assessment]:
     cal = card.calibration
     if cal is None:
-        return [Assessment("Calibration", NOT_COMPUTED, "", NO_FLAG, "",
+        return [Assessment("Calibration", NOT_COMPUTED, NO_FLAG, NO_FLAG, NO_FLAG,
                            "How well the near-duplicate audit catches known copies and spares "
                            "different images (not computed for this release).")]
     per = cal.n_per_transform
@@ -88,7 +94,7 @@ def _calibration(card: DataCard) -> list[Assessment]:
             f"Copies caught: {name}", percent(rate), "100 %",
             _flag(rate, (per,), rate is not None and rate >= 0.95,
                   rate is not None and rate >= 0.70),
-            f"{count(per)} copies",
+            _sample((per, "copies")),
             f"Share of known copies (source images {what}) that the audit flags as "
             "near-duplicates. Higher is better: a copy it misses could be published."))
     fpr = cal.false_positive_rate
@@ -96,7 +102,7 @@ def _calibration(card: DataCard) -> list[Assessment]:
         "False positives (different images flagged)", percent(fpr), "0 %",
         _flag(fpr, (cal.n_negatives,), fpr is not None and fpr <= 0.05,
               fpr is not None and fpr <= 0.15),
-        f"{count(cal.n_negatives)} different images",
+        _sample((cal.n_negatives, "different images")),
         "Share of different images (other subjects' sources, none a copy) that the audit "
         "flags anyway. Lower is better: a high rate means the thresholds cannot tell a copy "
         "from a similar-looking image."))
@@ -106,11 +112,11 @@ def _calibration(card: DataCard) -> list[Assessment]:
 def _privacy(card: DataCard) -> list[Assessment]:
     p = card.privacy
     sizes = (p.n_synthetic, p.n_holdout)
-    sample = f"{count(p.n_synthetic)} synthetic; {count(p.n_train)} training, " \
-             f"{count(p.n_holdout)} held-out records"
+    sample = _sample((p.n_synthetic, "synthetic images"), (p.n_train, "training records"),
+                     (p.n_holdout, "held-out records"))
     share, ratio, auc = p.dcr_closer_to_train_share, p.dcr_ratio, p.membership_auc
-    mia_sample = (f"{count(p.mia_n_members)} training vs {count(p.mia_n_nonmembers)} "
-                  "held-out records" if p.mia_n_members is not None else NO_FLAG)
+    mia_sample = _sample((p.mia_n_members, "training records"),
+                         (p.mia_n_nonmembers, "held-out records"))
     gap = None if auc is None else abs(auc - 0.5)
     return [
         Assessment(
@@ -147,11 +153,9 @@ def _utility(card: DataCard) -> list[Assessment]:
         flag = _flag(tstr, (u.n_test,), above_chance and tstr >= 0.9 * trtr,
                      above_chance and tstr >= 0.7 * trtr)
     reference = ("TRTR " + percent(trtr) + ("" if chance is None else f"; chance {percent(chance)}")
-                 if trtr is not None else NOT_COMPUTED)
-    trained = [f"{count(u.n_train_synthetic)} synthetic" if u.n_train_synthetic is not None else "",
-               f"{count(u.n_train_real)} real" if u.n_train_real is not None else ""]
-    sample = f"{count(u.n_test)} real test images" + (
-        f"; trained on {' / '.join(t for t in trained if t)}" if any(trained) else "")
+                 if trtr is not None else NO_FLAG)
+    sample = _sample((u.n_test, "real test images"), (u.n_train_synthetic, "synthetic training"),
+                     (u.n_train_real, "real training records"))
     return [
         Assessment(
             "TSTR accuracy (train synthetic, test real)", percent(tstr), reference, flag, sample,

@@ -61,7 +61,7 @@ def test_every_figure_says_what_it_measures_against_a_reference_with_a_flag(tmp_
         "TRTR accuracy": "—", "Differential privacy": "amber"}  # ε = 8
     dcr = _row(card, "DCR share")
     assert (dcr.value, dcr.reference) == ("51.2 %", "≈ 50 %")
-    assert "400 synthetic; 2,000 training, 436 held-out records" == dcr.sample
+    assert dcr.sample == "400 synthetic images, 2,000 training records, 436 held-out records"
     for text in _texts(tmp_path, card):
         text = html.unescape(text)
         assert "synthetic images are no closer to training images than to unseen ones" in text
@@ -109,7 +109,8 @@ def test_a_figure_on_too_few_images_is_not_meaningful(tmp_path: Path) -> None:
     rows = assessments(card)
     assert {a.flag for a in rows if a.figure != "Differential privacy (ε)"} == {NOT_MEANINGFUL}
     tstr = _row(card, "TSTR")
-    assert tstr.value == "100.0 %" and tstr.sample == "2 real test images; trained on 16 synthetic / 40 real"
+    assert tstr.value == "100.0 %"
+    assert tstr.sample == "2 real test images, 16 synthetic training, 40 real training records"
     for text in _texts(tmp_path, card):
         assert re.search(r"TSTR accuracy \(train synthetic, test real\)(</td><td>| \| )100\.0 %"
                          r"(</td><td>| \| )TRTR 50\.0 %(</td><td[^>]*>| \| )not meaningful", text)
