@@ -65,13 +65,29 @@ def load_config(config_file: str | os.PathLike[str] | None = None, *,
     if chosen not in PROFILES:
         raise ConfigError(f"{_where(path, data)}profile: {chosen!r} is not a preset "
                           f"(use {' or '.join(PROFILES)})")
-    merged = _merge(PROFILES[chosen]().model_dump(mode="json"), data, BuildConfig)
+    merged = _merge(PROFILES[chosen]().model_dump(mode="json"), _anchored(data, path.parent),
+                    BuildConfig)
     merged = _merge(merged, overrides or {}, BuildConfig)
     merged["profile"] = chosen
     try:
         return BuildConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_where(path, data) + "; ".join(_problem(e) for e in exc.errors())) from None
+
+
+RELATIVE_PATHS = (("generator", "weights_dir"), ("audit", "embedding_model_path"))
+"""Folder and file keys that a build file may give relative to itself."""
+
+
+def _anchored(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The file's relative paths read from the file's folder, not from wherever the
+    command happens to run (the daemon and the CLI would otherwise disagree)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for section, key in RELATIVE_PATHS:
+        value = out.get(section, {}).get(key) if isinstance(out.get(section), dict) else None
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            out[section][key] = str((folder / value).resolve())
+    return out
 
 
 def _where(path: Path, data: dict[str, Any]) -> str:
