@@ -47,11 +47,24 @@ def file_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
 
 class StepLines(logging.Handler):
     """One line on stdout per finished step and per check, from the Dagster event a
-    record carries; every other record (messages, tracebacks) is left to the file."""
+    record carries; every other record (messages, tracebacks) is left to the file. A
+    check's step says no more than its check's line (passed or BLOCKED)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.check_steps: set[str] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
         meta = getattr(record, RECORD_META, None) or {}
-        line = step_line(meta.get("dagster_event"))
+        event = meta.get("dagster_event")
+        if event is None:
+            return
+        step = getattr(event, "step_key", None) or ""
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            self.check_steps.add(step)
+        elif step in self.check_steps:
+            return
+        line = step_line(event)
         if line:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
@@ -59,8 +72,6 @@ class StepLines(logging.Handler):
 
 def step_line(event: object) -> str | None:
     """The short line for a Dagster event, None for events that get none."""
-    if event is None:
-        return None
     kind = getattr(event, "event_type_value", None)
     step = getattr(event, "step_key", None) or ""
     if kind == "STEP_SUCCESS":

@@ -152,8 +152,22 @@ def test_planted_near_duplicate_blocks_the_release(deployment: Deployment) -> No
 
     unbound = report_of(_checks_then_release(dep, None))  # no snapshot of its own: refused
     assert not unbound.success and "took no consent snapshot" in unbound.failure
-    report = report_of(_checks_then_release(dep, snapshot.snapshot_id))
+    result = _checks_then_release(dep, snapshot.snapshot_id)
+    report = report_of(result)
     assert report.checks["no_near_duplicates"] is False
+    # the one line names the check, how many images, the worst offender's metric and value
+    # against its threshold, the run and the UI page; the check's metadata holds the same
+    found = [e for e in result.get_asset_check_evaluations() if e.check_name == "no_near_duplicates"]
+    meta = {k: v.value for k, v in found[0].metadata.items()}
+    assert meta["worst_candidate"] == victim.candidate_id and meta["flagged"] == 1
+    value, limit = meta["worst_value"], meta["worst_threshold"]
+    assert value <= limit if meta["worst_flag_when"] == "<=" else value >= limit
+    assert report.failure.startswith(
+        f"release blocked by check no_near_duplicates: 1 of {meta['images']} images are "
+        f"near-duplicates of a source; worst offender {victim.candidate_id}: "
+        f"{meta['worst_metric']} {value:.4g} against threshold {meta['worst_flag_when']} {limit:.4g}")
+    assert report.failure.endswith(f"run {report.run_id}: `consentgen ui`, then "
+                                   f"http://127.0.0.1:3000/runs/{report.run_id}")
     assert report.version is None and not report.success
     assert not releases_root(dep.home).exists() or not any(releases_root(dep.home).iterdir())
     assert dep.catalog.select(Release) == []
