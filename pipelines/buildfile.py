@@ -174,17 +174,23 @@ def declare_purposes(home: str | os.PathLike[str] | None, purposes: list[str]) -
 # --- the commented template ------------------------------------------------------------
 
 
+ALWAYS_WRITTEN = ("purpose", "purposes")
+"""Keys the template writes even at their preset's value: what the home declares."""
+
+
 def template(config: BuildConfig | None = None) -> str:
-    """A commented `consentgen.toml` holding every key at `config`'s values (default: the
-    demo preset's), which `load_config` reads back to exactly `config`."""
+    """A commented `consentgen.toml` for `config` (default: the demo preset): every key,
+    with what it means; those at their preset's value commented out, so the file says
+    only what differs and a later `--profile` still decides the rest. `load_config` reads
+    it back to exactly `config`."""
     config = config or PROFILES["demo"]()
     lines = [
         "# consentgen build settings (read by `consentgen build`, `consentgen ui` and the",
-        "# daemon). Every key is optional: a missing one takes the value of the `profile`",
-        "# preset. Unknown keys and bad values are refused with the key named.",
+        "# daemon). Every key is optional: a commented or missing one takes the value of",
+        "# the `profile` preset. Unknown keys and bad values are refused with the key named.",
         "",
     ]
-    lines += _render(config, [])
+    lines += _render(config, PROFILES[config.profile](), [])
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -196,22 +202,28 @@ def write_template(path: Path, config: BuildConfig | None = None) -> bool:
     return True
 
 
-def _render(model: BaseModel, table: list[str]) -> list[str]:
+def _render(model: BaseModel, preset: BaseModel, table: list[str]) -> list[str]:
     lines: list[str] = []
-    sections: list[tuple[str, BaseModel]] = []
+    sections: list[tuple[str, BaseModel, BaseModel]] = []
     for name, field in type(model).model_fields.items():
-        value = getattr(model, name)
+        value, default = getattr(model, name), getattr(preset, name)
         if isinstance(value, BaseModel):
-            sections.append((name, value))
+            sections.append((name, value, default))
             continue
         if field.description:
             lines.append(f"# {field.description}")
-        rendered = _toml_value(value)
-        lines.append(f"{name} = {rendered}" if rendered is not None else f"# {name} = (unset)")
-    for name, section in sections:
+        rendered = _toml_value(value if value is not None else default)
+        active = value != default or (not table and name in ALWAYS_WRITTEN)
+        if not table and name == "profile":  # the preset itself: written unless the default
+            active = value != "demo"
+        if rendered is None:
+            lines.append(f"# {name} = (unset)")
+        else:
+            lines.append(f"{'' if active and value is not None else '# '}{name} = {rendered}")
+    for name, section, default in sections:
         doc = (type(section).__doc__ or "").strip().splitlines()
         lines += ["", *(f"# {d.strip()}" for d in doc[:2] if d.strip()), f"[{'.'.join([*table, name])}]"]
-        lines += _render(section, [*table, name])
+        lines += _render(section, default, [*table, name])
     return lines
 
 
