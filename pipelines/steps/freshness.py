@@ -48,6 +48,11 @@ def inputs_digest(catalog: Catalog, ledger: Ledger, config: BuildConfig, *,
     bans = sorted((b.kind, b.value) for b in catalog.select(Ban))
     body = {"head": [head.seq, head.hash], "purpose": config.purpose, "records": records,
             "bans": bans, "settings": json.loads(config.model_dump_json())}
+    weights = config.generator.weights_dir
+    if config.generator.kind == "img2img" and weights is not None and weights.is_dir():
+        from pipelines.steps.conditioning import weights_digest
+
+        body["weights"] = weights_digest(weights)  # new weights in the same folder: a change
     encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(f"{DIGEST_DOMAIN}\n{encoded}".encode()).hexdigest()
 

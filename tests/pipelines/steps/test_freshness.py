@@ -115,3 +115,19 @@ def test_unchanged_since_names_the_newest_published_release_with_the_same_digest
     assert unchanged_since(pub.catalog, pub.ledger, quick_profile(seed=1)) is None
     pub.ledger.revoke("A", PURPOSE)
     assert unchanged_since(pub.catalog, pub.ledger, config) is None
+
+
+def test_new_img2img_weights_in_the_same_folder_are_a_change(sourced, tmp_path: Path) -> None:
+    from pipelines.settings import GeneratorSettings
+
+    catalog, ledger, _ = sourced
+    weights = tmp_path / "sd"
+    (weights / "unet").mkdir(parents=True)
+    (weights / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    (weights / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"\0" * 10)
+    config = quick_profile(generator=GeneratorSettings(kind="img2img", weights_dir=weights,
+                                                       image_size=16))
+    first = inputs_digest(catalog, ledger, config)
+    assert inputs_digest(catalog, ledger, config) == first
+    (weights / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"\0" * 11)
+    assert inputs_digest(catalog, ledger, config) != first
