@@ -137,8 +137,10 @@ def check_enough(chosen: EligibleSet, sources: Sequence[SourceRecord], purpose: 
         missing = [label for label in chosen.classes.labels if label not in trained]
         if missing:
             listed = ", ".join(repr(label) for label in missing)
-            source = "labels.classes" if config.labels.classes else "the sources' labels"
+            rest = ", ".join(f'"{label}"' for label in chosen.classes.labels if label not in missing)
+            drop = "it" if len(missing) == 1 else "them"
+            where = (f"in labels.classes): drop {drop} from labels.classes" if config.labels.classes
+                     else f"a label of the sources): set labels.classes = [{rest}]")
             raise TooFewRecordsError(
-                f"class(es) {listed} (from {source}) have no eligible training record: "
-                f"drop {'it' if len(missing) == 1 else 'them'} from labels.classes, or set "
+                f"class(es) {listed} have no eligible training record ({where}, or "
                 'labels.mode = "unconditional"')

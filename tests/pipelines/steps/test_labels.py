@@ -205,11 +205,14 @@ def test_too_few_records_for_the_shards_or_classes_says_what_to_change(home: Pat
     for i in range(PER_SHAPE):
         ledger.revoke(f"triangle-subject-{i}", PURPOSE)
     snapshot = take_snapshot(ledger, catalog, PURPOSE)
-    with pytest.raises(TooFewRecordsError, match=r"class\(es\) 'triangle' \(from the sources' "
-                                                 r"labels\) have no eligible training record: drop "
-                                                 r"it from labels.classes, or set labels.mode = "
-                                                 r'"unconditional"$'):
+    with pytest.raises(TooFewRecordsError) as refused:
         select_eligible(catalog, ledger, snapshot, config())
+    assert str(refused.value) == (
+        "class(es) 'triangle' have no eligible training record (a label of the sources): set "
+        'labels.classes = ["circle", "square"], or labels.mode = "unconditional"')
+    with pytest.raises(TooFewRecordsError, match=r"\(in labels.classes\): drop it from "
+                                                 r"labels.classes, or labels.mode"):
+        select_eligible(catalog, ledger, snapshot, config(labels=LabelSettings(classes=SHAPES)))
     chosen = select_eligible(catalog, ledger, snapshot,
                              config(labels=LabelSettings(classes=["circle", "square"])))
     assert {e.reason for e in chosen.exclusions} == {"ConsentWithdrawn"}
