@@ -163,8 +163,8 @@ def release(context: dg.AssetExecutionContext, catalog: CatalogResource, ledger:
     from pipelines.steps.release import publish
 
     cat, led, config = catalog.catalog(), ledger.ledger(), settings.config()
-    snapshot = run_snapshot(context, cat)
-    with holding_home(context, catalog):
+    with holding_home(context, catalog):  # the lock first: another build's run is refused as such
+        snapshot = run_snapshot(context, cat)
         rel = publish(cat, led, snapshot, config,
                       inputs_digest=snapshot_digest(cat, led, snapshot, config))
     path = cat.home / rel.release_path
