@@ -14,15 +14,11 @@ dropped and drawn again, here, where every sample (the audit's replacements too)
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from consent.events import utc_now
 from consentgen.crash import crashpoint
-from consentgen.errors import GeneratorError
-from consentgen.home import CANDIDATES_DIR
 from generators.labels import class_balanced_labels
 from pipelines.catalog import Candidate, Catalog, ShardModel, Snapshot
 from pipelines.catalog.lineage import (
@@ -31,10 +27,10 @@ from pipelines.catalog.lineage import (
     shard_training_records,
 )
 from pipelines.settings import BuildConfig
-from pipelines.steps.bans import file_pixel_hash, load_bans, pixel_hash
+from pipelines.steps.bans import file_pixel_hash, load_bans
+from pipelines.steps.candidate_files import redraw_banned, store_candidates
 from pipelines.steps.classes import snapshot_classes
 from pipelines.steps.conditioning import conditioned_candidates, conditioned_replacements
-from pipelines.steps.images import write_png
 from pipelines.steps.shard_training import current_models, load_model
 
 
@@ -57,13 +53,6 @@ def shard_labels(catalog: Catalog, snapshot: Snapshot, shard: int, n: int) -> li
     return classes.labels_at(class_balanced_labels(n, classes.indices(r.label for r in records)))
 
 
-MAX_BANNED_REDRAWS = 3
-
-
-class BannedPixelsError(GeneratorError):
-    """A model keeps drawing pixels that were withdrawn and banned."""
-
-
 def sample_candidates(
     catalog: Catalog, snapshot: Snapshot, model: ShardModel, labels: Sequence[str], seed: int,
     config: BuildConfig, *, progress: bool = False,
@@ -84,29 +73,11 @@ def sample_candidates(
         return sample(generator, len(chosen), chosen, steps=config.generator.sample_steps,
                       seed=draw_seed, progress=progress)
 
-    pixels = draw(indices, seed)
-    redo = [i for i in range(len(labels)) if pixel_hash(pixels[i]) in banned]
-    for attempt in range(1, MAX_BANNED_REDRAWS + 1):
-        if not redo:
-            break
-        pixels[redo] = draw(indices[redo], _redraw_seed(seed, attempt))
-        redo = [i for i in redo if pixel_hash(pixels[i]) in banned]
-    if redo:
-        raise BannedPixelsError(
-            f"{model.model_version} drew {len(redo)} withdrawn (banned) image(s) again after "
-            f"{MAX_BANNED_REDRAWS} redraws; rebuild shard {model.shard}")
-    now = utc_now()
-    rows = []
-    for i, label in enumerate(labels):
-        candidate_id = uuid.uuid4().hex
-        rel = f"{CANDIDATES_DIR}/{candidate_id}.png"
-        write_png(pixels[i], catalog.home / rel)
-        rows.append(Candidate(
-            candidate_id=candidate_id, snapshot_id=snapshot.snapshot_id, shard=model.shard,
-            model_version=model.model_version, label=label, seed=seed,
-            image_path=rel, created_at=now,
-        ))
-    return rows
+    pixels = dict(enumerate(draw(indices, seed)))
+    redraw_banned(pixels, banned,
+                  lambda redo, attempt: draw(indices[redo], _redraw_seed(seed, attempt)), model)
+    return store_candidates(catalog, snapshot, model, [pixels[i] for i in range(len(labels))],
+                            labels, [seed] * len(labels))
 
 
 def _redraw_seed(seed: int, attempt: int) -> int:

@@ -36,7 +36,7 @@ from consent.events import utc_now
 from consentgen.crash import crashpoint
 from consentgen.errors import ConfigError, MissingWeightsError
 from consentgen.files import atomic_output, discard_tree, fsync_dir
-from consentgen.home import CANDIDATES_DIR, MODELS_DIR
+from consentgen.home import MODELS_DIR
 from consentgen.labels import label_sort_key
 from generators.config import Img2ImgConfig
 from pipelines.catalog import Candidate, Catalog, EligibleRecord, ModelRecord, ShardModel, Snapshot
@@ -48,8 +48,9 @@ from pipelines.catalog.lineage import (
     shard_training_records,
 )
 from pipelines.settings import BuildConfig
-from pipelines.steps.bans import load_bans, pixel_hash
-from pipelines.steps.images import load_pixels, write_png
+from pipelines.steps.bans import load_bans
+from pipelines.steps.candidate_files import redraw_banned, store_candidates
+from pipelines.steps.images import load_pixels
 
 if TYPE_CHECKING:
     from generators.img2img import Img2ImgGenerator
@@ -269,8 +270,6 @@ def condition_candidates(catalog: Catalog, snapshot: Snapshot, model: ShardModel
     An image whose pixels are banned (withdrawn before) is drawn again with a new seed,
     a bounded number of times, as a DDPM sample is.
     """
-    from pipelines.steps.candidates import MAX_BANNED_REDRAWS, BannedPixelsError
-
     if not slots:
         return []
     generator = generator_for(config, progress=progress)
@@ -288,29 +287,17 @@ def condition_candidates(catalog: Catalog, snapshot: Snapshot, model: ShardModel
         return {i: r.image for i, r in zip(where, out, strict=True)}
 
     pixels = draw(list(range(len(slots))))
-    redo = [i for i in pixels if pixel_hash(pixels[i]) in banned]
-    for attempt in range(1, MAX_BANNED_REDRAWS + 1):
-        if not redo:
-            break
+
+    def redraw(redo: list[int], attempt: int) -> list[np.ndarray]:
         for i in redo:
             seeds[i] = _seed(seeds[i], "banned-redraw", attempt)
-        pixels.update(draw(redo))
-        redo = [i for i in redo if pixel_hash(pixels[i]) in banned]
-    if redo:
-        raise BannedPixelsError(
-            f"{model.model_version} conditioned {len(redo)} withdrawn (banned) image(s) again "
-            f"after {MAX_BANNED_REDRAWS} redraws; rebuild shard {model.shard}")
-    now = utc_now()
-    rows = []
-    for i, slot in enumerate(slots):
-        candidate_id = uuid.uuid4().hex
-        rel = f"{CANDIDATES_DIR}/{candidate_id}.png"
-        write_png(pixels[i], catalog.home / rel)
-        rows.append(Candidate(
-            candidate_id=candidate_id, snapshot_id=snapshot.snapshot_id, shard=model.shard,
-            model_version=model.model_version, label=slot.record.label, seed=seeds[i],
-            image_path=rel, created_at=now, conditioned_on=slot.record.record_id))
-    return rows
+        fresh = draw(redo)
+        return [fresh[i] for i in redo]
+
+    redraw_banned(pixels, banned, redraw, model)
+    return store_candidates(catalog, snapshot, model, [pixels[i] for i in range(len(slots))],
+                            [s.record.label for s in slots], seeds,
+                            [s.record.record_id for s in slots])
 
 
 def conditioned_candidates(catalog: Catalog, snapshot: Snapshot, model: ShardModel,

@@ -8,9 +8,7 @@ home, no eligible records, too few records) or find nothing changed.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +24,8 @@ from pipelines.steps.release import releases_root
 from tests.pipelines.conftest import PURPOSE, ingest_subjects, pick_subjects
 from tests.pipelines.steps.published import publish_rows
 
-CLI = str(Path(sys.executable).with_name("consentgen"))
+from tests.pipelines.cli.console import run
+
 TINY = """\
 profile = "test"
 shards = 2
@@ -37,11 +36,6 @@ image_size = 16
 epochs = 1
 sample_steps = 2
 """
-
-
-def run(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CONSENTGEN_HOME": str(home), "COLUMNS": "200"}
-    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def one_line_error(done: subprocess.CompletedProcess, *needles: str) -> str:

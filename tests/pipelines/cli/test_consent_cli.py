@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
-CLI = str(Path(sys.executable).with_name("consentgen"))
+from tests.pipelines.cli.console import ok, run
+
 P = "synthetic-training"
-
-
-def run(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CONSENTGEN_HOME": str(home), "COLUMNS": "200"}
-    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=120)
-
-
-def ok(home: Path, *args: str) -> str:
-    result = run(home, *args)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def test_the_documented_forms(home: Path, tmp_path: Path) -> None:

@@ -7,9 +7,6 @@ and appends nothing; `--new-purpose` declares it (keeping the file's comments); 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,20 +15,10 @@ from consent import Ledger
 from pipelines.buildfile import declared_purposes, load_config
 from pipelines.settings import PROFILES
 
-CLI = str(Path(sys.executable).with_name("consentgen"))
+from tests.pipelines.cli.console import ok, run
+
 P = "synthetic-training"
 TYPO = "synthetic-trainig"
-
-
-def run(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CONSENTGEN_HOME": str(home), "COLUMNS": "300"}
-    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=300)
-
-
-def ok(home: Path, *args: str) -> str:
-    done = run(home, *args)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def refused(home: Path, *args: str) -> str:

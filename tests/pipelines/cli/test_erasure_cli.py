@@ -4,9 +4,7 @@ data protection officer answers an erasure request with, before and after each s
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,12 +16,11 @@ from pipelines.steps.reconcile import reconcile
 from tests.pipelines.conftest import PURPOSE, Deployment
 from tests.pipelines.steps.test_erasure import ingest_copy, trainees
 
-CLI = str(Path(sys.executable).with_name("consentgen"))
+from tests.pipelines.cli import console
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CONSENTGEN_HOME": str(home), "COLUMNS": "200", "CONSENTGEN_PROFILE": "test"}
-    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=300)
+    return console.run(home, *args, env={"CONSENTGEN_PROFILE": "test"})
 
 
 def record_of(home: Path, subject: str) -> tuple[str, dict]:

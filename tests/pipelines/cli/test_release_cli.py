@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -13,12 +9,7 @@ from pipelines.catalog import ModelRecord, ReleaseImage
 from pipelines.steps.release import WITHDRAWN
 from tests.pipelines.conftest import PURPOSE, Deployment
 
-CLI = str(Path(sys.executable).with_name("consentgen"))
-
-
-def run(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CONSENTGEN_HOME": str(home), "COLUMNS": "200"}
-    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=600)
+from tests.pipelines.cli.console import run
 
 
 @pytest.mark.slow
