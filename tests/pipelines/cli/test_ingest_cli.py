@@ -141,7 +141,7 @@ def test_sources_are_stored_at_the_build_files_size_by_default(tmp_path: Path, h
 
     other = tmp_path / "other-home"  # a home holds sources of one size
     assert runner.invoke(app, ["init", "--home", str(other)]).exit_code == 0
-    (other / "consentgen.toml").write_text(text.replace("image_size = 32", "image_size = 128"),
+    (other / "consentgen.toml").write_text(text.replace("# image_size = 32", "image_size = 128"),
                                            encoding="utf-8")
     result = runner.invoke(app, ["ingest", str(folder / "a.png"), "--manifest", str(manifest),
                                  "--home", str(other)])
