@@ -108,6 +108,9 @@ class LabelSettings(_Section):
         "\"no_tumour\", \"1\" = \"tumour\" }; a label without one is its own name")
     unlabelled: str = Field("unlabelled",
                             description="the one class folder of an unconditional build")
+    min_subjects_per_class: int = Field(
+        5, ge=1, description="a class backed by fewer eligible subjects is left out "
+        "(SmallClass): a class folder must never stand for one or two people")
 
     @field_validator("unlabelled")
     @classmethod
