@@ -90,6 +90,9 @@ class GeneratorSettings(_Section):
                 raise ValueError("dp_epsilon applies to kind = \"ddpm\" only (img2img trains nothing)")
             if self.image_size % 8:
                 raise ValueError("image_size must be a multiple of 8 for img2img")
+            if int(self.sample_steps * self.strength) < 1:
+                raise ValueError(f"sample_steps * strength ({self.sample_steps} * {self.strength}) "
+                                 "must allow at least one img2img denoising step")
         return self
 
 

@@ -101,7 +101,8 @@ def shard_model(shard: int) -> dg.AssetsDefinition:
 
     @dg.asset(key=shard_key(shard), group_name=GROUP, deps=[eligible_records],
               kinds={"pytorch"}, tags={"consentgen/step": "shard-training"},
-              description=f"Shard {shard}'s class-conditional DDPM, trained on its records only.")
+              description=f"Shard {shard}'s generator (DDPM trained on, or img2img conditioning "
+                          "set of,) that shard's records only.")
     def _train(context: dg.AssetExecutionContext, catalog: CatalogResource,
                settings: BuildSettings) -> dg.MaterializeResult:
         from pipelines.steps.shard_training import train_shard
