@@ -17,7 +17,8 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import tomlkit
 from pydantic import BaseModel, ValidationError
@@ -25,7 +26,14 @@ from pydantic import BaseModel, ValidationError
 from consentgen.errors import ConfigError
 from consentgen.files import atomic_output
 from consentgen.home import BUILD_FILE, data_home
-from pipelines.settings import DEFAULT_PURPOSE, PROFILES, BuildConfig, check_purpose
+from pipelines.settings import (
+    DEFAULT_PURPOSE,
+    PROFILE_ENV,
+    PROFILES,
+    SHARDS_ENV,
+    BuildConfig,
+    check_purpose,
+)
 
 __all__ = ["BUILD_FILE", "build_file_path", "declare_purposes", "declared_purposes", "load_config",
            "read_build_file", "template", "write_template"]
@@ -56,23 +64,141 @@ def load_config(config_file: str | os.PathLike[str] | None = None, *,
     """The build config: a preset, the build file over it, `overrides` (CLI flags) on top.
 
     The file is `config_file` when given, else the home's `consentgen.toml` when there is
-    one (no file: the preset alone). The preset is `profile` when given, else the file's
-    `profile` key, else `demo`.
+    one (no file: the preset alone). The preset is `profile` when given, else
+    `$CONSENTGEN_PROFILE`, else the file's `profile` key, else `demo`; `$CONSENTGEN_SHARDS`
+    sits under `overrides`. Every reader (the CLI, the Dagster runs, the daemon) comes
+    through here, so they all build with the same settings.
     """
+    path, data = _read(config_file, home)
+    chosen = _profile(profile, data, path)
+    try:
+        _check_types(data, BuildConfig, [])
+        return BuildConfig.model_validate(_merged(path, data, chosen, overrides))
+    except ValidationError as exc:
+        raise ConfigError(_where(path, data) + "; ".join(_problem(e) for e in exc.errors())) from None
+    except _TypeProblem as exc:
+        raise ConfigError(_where(path, data) + str(exc)) from None
+
+
+def load_config_leniently(home: str | os.PathLike[str] | None = None, *,
+                          profile: str | None = None) -> tuple[BuildConfig, str | None]:
+    """The home's build config for what must never wait on a typo: withdrawing what consent
+    no longer allows (reconcile, a revoke's withdrawal, the daemon's sensor).
+
+    A key the file gets wrong is read at its preset's value instead, and the second value
+    says so (None when the file is fine); a build still refuses the file (`load_config`).
+    Reconcile reads every purpose its releases were built for, so a wrong `purpose` here
+    cannot hide a revocation.
+    """
+    try:
+        return load_config(None, home=home, profile=profile), None
+    except ConfigError as exc:
+        problem = str(exc)
+    path = build_file_path(home)
+    try:
+        data = read_build_file(path) if path.is_file() else {}
+    except ConfigError:
+        data = {}
+    chosen = profile if profile in PROFILES else (
+        data.get("profile") if data.get("profile") in PROFILES else "demo")
+    for _ in range(50):  # drop one offending key at a time, until the rest validates
+        try:
+            _check_types(data, BuildConfig, [])
+            config = BuildConfig.model_validate(_merged(path, data, chosen, None))
+            break
+        except _TypeProblem as exc:
+            data = _without(data, exc.loc)
+        except ValidationError as exc:
+            data = _without(data, tuple(str(p) for p in exc.errors()[0]["loc"]))
+    else:  # pragma: no cover - fifty bad keys: the preset alone
+        config = PROFILES[chosen]()
+    return config, f"{problem}; read at the preset's values meanwhile"
+
+
+def _read(config_file: str | os.PathLike[str] | None,
+          home: str | os.PathLike[str] | None) -> tuple[Path, dict[str, Any]]:
     path = Path(config_file) if config_file is not None else build_file_path(home)
     data = read_build_file(path) if config_file is not None or path.is_file() else {}
-    chosen = profile or data.get("profile") or "demo"
+    return path, data
+
+
+def _profile(profile: str | None, data: dict[str, Any], path: Path) -> str:
+    chosen = profile or os.environ.get(PROFILE_ENV) or data.get("profile") or "demo"
     if chosen not in PROFILES:
         raise ConfigError(f"{_where(path, data)}profile: {chosen!r} is not a preset "
                           f"(use {' or '.join(PROFILES)})")
-    merged = _merge(PROFILES[chosen]().model_dump(mode="json"), _anchored(data, path.parent),
+    return chosen
+
+
+def _merged(path: Path, data: dict[str, Any], profile: str,
+            overrides: dict[str, Any] | None) -> dict[str, Any]:
+    merged = _merge(PROFILES[profile]().model_dump(mode="json"), _anchored(data, path.parent),
                     BuildConfig)
+    env_shards = os.environ.get(SHARDS_ENV)
+    if env_shards and "shards" not in (overrides or {}):
+        try:
+            merged["shards"] = int(env_shards)
+        except ValueError:
+            raise ConfigError(f"{SHARDS_ENV}={env_shards!r} is not a whole number") from None
     merged = _merge(merged, overrides or {}, BuildConfig)
-    merged["profile"] = chosen
-    try:
-        return BuildConfig.model_validate(merged)
-    except ValidationError as exc:
-        raise ConfigError(_where(path, data) + "; ".join(_problem(e) for e in exc.errors())) from None
+    merged["profile"] = profile
+    return merged
+
+
+def _without(data: dict[str, Any], loc: tuple[str, ...]) -> dict[str, Any]:
+    """`data` without the key at `loc` (or, when the file does not hold it, without the
+    whole top-level key the error is about)."""
+    if not loc:
+        return {k: v for k, v in data.items() if k not in ("purpose", "purposes")}
+    head, rest = loc[0], loc[1:]
+    if rest and isinstance(data.get(head), dict) and rest[0] in data[head]:
+        return {**data, head: _without(data[head], rest)}
+    return {k: v for k, v in data.items() if k != head}
+
+
+class _TypeProblem(ValueError):
+    def __init__(self, loc: tuple[str, ...], message: str) -> None:
+        self.loc = loc
+        super().__init__(f"{'.'.join(loc)}: {message}")
+
+
+_STRICT = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _check_types(data: dict[str, Any], model: type[BaseModel], table: list[str]) -> None:
+    """Refuse what pydantic's lax mode would coerce from a hand-written file: `seed = true`
+    read as 1, `shards = 3.0` as 3, `epochs = "4"` as 4. A file says what it means."""
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            continue  # pydantic names unknown keys
+        loc = (*table, key)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if isinstance(value, dict):
+                _check_types(value, annotation, list(loc))
+            continue
+        origin = get_origin(annotation)
+        if origin is None:
+            args: tuple[Any, ...] = (annotation,)
+        elif origin in (Union, UnionType):  # Optional[int] and the like
+            args = get_args(annotation)
+        else:
+            continue  # list, dict, Literal: pydantic checks their items strictly enough
+        kinds = {a for a in args if a in _STRICT}
+        if not kinds or value is None:
+            continue
+        if not any(_is(value, kind) for kind in kinds):
+            wanted = " or ".join(_STRICT[k] for k in sorted(kinds, key=str))
+            raise _TypeProblem(loc, f"must be {wanted} (got {value!r})")
+
+
+def _is(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
 
 
 RELATIVE_PATHS = (("generator", "weights_dir"), ("audit", "embedding_model_path"))
@@ -85,8 +211,9 @@ def _anchored(data: dict[str, Any], folder: Path) -> dict[str, Any]:
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
     for section, key in RELATIVE_PATHS:
         value = out.get(section, {}).get(key) if isinstance(out.get(section), dict) else None
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-            out[section][key] = str((folder / value).resolve())
+        if isinstance(value, str) and value:
+            given = Path(value).expanduser()  # "~/sd" is the user's folder, as in a shell
+            out[section][key] = str(given if given.is_absolute() else (folder / given).resolve())
     return out
 
 
@@ -131,10 +258,12 @@ def declared_purposes(home: str | os.PathLike[str] | None = None) -> list[str]:
     """The purposes consent may be recorded for in this home: its build file's `purposes`.
 
     A home made before build files existed has none: it declares the default purpose and
-    every purpose already on its ledger, so it keeps working as it did.
+    every purpose already on its ledger, so it keeps working as it did. A typo elsewhere
+    in the file does not stop consent from being recorded (a bad `purposes` itself falls
+    back to the default purpose alone).
     """
     if build_file_path(home).is_file():
-        return list(load_config(None, home=home).purposes)
+        return list(load_config_leniently(home)[0].purposes)
     from consent import Ledger
 
     return list(dict.fromkeys([DEFAULT_PURPOSE, *Ledger.at_home(home).purposes()]))
@@ -198,7 +327,8 @@ def write_template(path: Path, config: BuildConfig | None = None) -> bool:
     """Write the template unless a build file is there already (never overwritten)."""
     if path.exists():
         return False
-    path.write_text(template(config), encoding="utf-8")
+    with atomic_output(path) as tmp:  # an interrupted init leaves no half file behind
+        tmp.write(template(config))
     return True
 
 

@@ -295,17 +295,10 @@ PROFILES = {"demo": demo_preset, "test": quick_preset}
 
 def config_from_env() -> BuildConfig:
     """The build config a deployment runs with: the home's `consentgen.toml` (if any) over
-    the `$CONSENTGEN_PROFILE` preset, with `$CONSENTGEN_SHARDS` on top."""
+    the `$CONSENTGEN_PROFILE` preset, with `$CONSENTGEN_SHARDS` on top (`load_config`)."""
     from pipelines.buildfile import load_config
 
     name = os.environ.get(PROFILE_ENV) or None
     if name is not None and name not in PROFILES:
         raise ConfigError(f"{PROFILE_ENV}={name!r}: use one of {', '.join(PROFILES)}")
-    shards = os.environ.get(SHARDS_ENV)
-    overrides: dict[str, Any] = {}
-    if shards:
-        try:
-            overrides["shards"] = int(shards)
-        except ValueError:
-            raise ConfigError(f"{SHARDS_ENV}={shards!r} is not a whole number") from None
-    return load_config(None, profile=name, overrides=overrides)
+    return load_config(None)

@@ -139,7 +139,10 @@ def withdraw(
     if (subject is None) == (image is None):
         raise ConfigError("name exactly one of --subject SUBJECT or --image ID")
     root = resolve_home(home)
-    catalog, config = Catalog(root), deployment_config(None, home=root)
+    # withdrawing reads around a typo in the build file; the deployment's purpose, which a
+    # subject's revoke defaults to, only a valid file can name
+    catalog = Catalog(root)
+    config = deployment_config(None, home=root, lenient=subject is None or purpose is not None)
     if image is not None:
         out = withdraw_image(catalog, image, config, note=reason)
         where = ", ".join(f"{v} ({len(ids)})" for v, ids in sorted(out.withdrawn.items()))

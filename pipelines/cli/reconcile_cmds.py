@@ -20,7 +20,7 @@ from consent.events import utc_now
 from consentgen.errors import ConsentgenError, ReleaseError
 from consentgen.home import catalog_path
 from pipelines.catalog import Catalog
-from pipelines.cli.common import HomeOption, console, resolve_home
+from pipelines.cli.common import HomeOption, console, err_console, resolve_home
 from pipelines.settings import MAX_SHARDS, PROFILES, BuildConfig
 
 ProfileOption = Annotated[str | None, typer.Option(
@@ -32,15 +32,25 @@ REBUILD_HINT = "`consentgen reconcile --rebuild` or the daemon's sensor (`consen
 
 
 def deployment_config(profile: str | None, shards: int | None = None, *,
-                      home: Path | None = None) -> BuildConfig:
+                      home: Path | None = None, lenient: bool = False) -> BuildConfig:
     """The build settings a reconcile honours: the home's build file (under a named
-    preset when given), with `shards` on top."""
-    from pipelines.buildfile import load_config
+    preset when given), with `shards` on top.
+
+    `lenient` (withdrawing only, never building): a build file with a bad key does not
+    stop a revocation from being honoured; the key is read at its preset's value and a
+    warning says so on stderr.
+    """
+    from pipelines.buildfile import load_config, load_config_leniently
     from pipelines.cli.build_cmds import check_range
 
     check_range("--shards", shards, 1, MAX_SHARDS)
-    return load_config(None, home=home, profile=profile,
-                       overrides={"shards": shards} if shards is not None else None)
+    overrides = {"shards": shards} if shards is not None else None
+    if not lenient:
+        return load_config(None, home=home, profile=profile, overrides=overrides)
+    config, warning = load_config_leniently(home, profile=profile)
+    if warning:
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    return config.model_copy(update=overrides) if overrides else config
 
 
 def reconcile(
@@ -59,12 +69,13 @@ def reconcile(
 
     check_range("--max-images", max_images, 1, MAX_IMAGES_PER_PASS)
     root = resolve_home(home)
-    config = deployment_config(profile, shards, home=root)
+    config = deployment_config(profile, shards, home=root, lenient=True)
     report = run_reconcile(Catalog(root), Ledger.at_home(root), config, max_images=max_images)
     rebuilt = None
     if rebuild and report.stale_shards:
         from pipelines.defs.runner import BuildFailed, run_build
 
+        config = deployment_config(profile, shards, home=root)  # a build reads the file strictly
         build = run_build(root, config, shards=report.stale_shards,
                           progress=not as_json and sys.stderr.isatty(),
                           show_steps=not as_json)
@@ -94,7 +105,7 @@ def reconcile_subject(root: Path, subject_id: str, *, effective_at: datetime,
         console.print("no catalog in this home yet: nothing published to withdraw")
         return
     try:
-        report = run_reconcile(Catalog(root), Ledger.at_home(root), deployment_config(None, home=root),
+        report = run_reconcile(Catalog(root), Ledger.at_home(root), deployment_config(None, home=root, lenient=True),
                                subject_id=subject_id, note=note)
     except ConsentgenError as exc:
         raise ReleaseError(f"the revoke is recorded, but withdrawing at once failed ({exc}); "

@@ -20,20 +20,26 @@ from pipelines.defs.logs import LOGGERS
 from pipelines.defs.resources import build_resources
 from pipelines.defs.schedules import refresh_schedule
 from pipelines.defs.sensors import revocation_sensor
-from pipelines.settings import BuildConfig, config_from_env
+from pipelines.buildfile import load_config_leniently
+from pipelines.settings import BuildConfig
 
 
 def make_definitions(config: BuildConfig | None = None, home: str | Path | None = None, *,
                      progress: bool = False,
                      executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:
-    """Definitions for `config` (default: from the environment) over `home`."""
-    config = config or config_from_env()
+    """Definitions for `config` over `home`. Without a config (the daemon's and `consentgen
+    ui`'s), the graph's shape (shards, the schedule) comes from the build file now, read
+    leniently so a typo cannot stop the revocation sensor, and every run and tick reads
+    the file again when it starts (a run refuses a bad file in one line)."""
+    live = config is None
+    if config is None:
+        config = load_config_leniently()[0]
     assets = build_assets(config.shards)
     keys = [key for a in assets for key in a.keys]
     return dg.Definitions(
         assets=assets, asset_checks=CHECKS, jobs=[build_job(executor), publish_job()],
         sensors=[revocation_sensor(keys)], schedules=[refresh_schedule(keys, config.schedule)],
-        resources=build_resources(config, home, progress=progress), executor=executor,
+        resources=build_resources(None if live else config, home, progress=progress), executor=executor,
         loggers=LOGGERS)
 
 

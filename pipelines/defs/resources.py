@@ -47,7 +47,9 @@ class CatalogResource(dg.ConfigurableResource):
 
 
 class BuildSettings(dg.ConfigurableResource):
-    """The build configuration as JSON ("" = from $CONSENTGEN_PROFILE / $CONSENTGEN_SHARDS)."""
+    """The build configuration as JSON; "" = the home's consentgen.toml, read when a run or
+    tick asks (so the daemon builds with the file as it is now, as `consentgen build` does,
+    not as it was when the code location loaded)."""
 
     config_json: str = ""
     progress: bool = False
@@ -55,13 +57,25 @@ class BuildSettings(dg.ConfigurableResource):
     def config(self) -> BuildConfig:
         return BuildConfig.model_validate_json(self.config_json) if self.config_json else config_from_env()
 
+    def reconcile_config(self) -> BuildConfig:
+        """For withdrawing: a typo in the build file must not stop a revocation from being
+        honoured, so bad keys are read at their preset's values (and logged by the caller)."""
+        if self.config_json:
+            return self.config()
+        from pipelines.buildfile import load_config_leniently
 
-def build_resources(config: BuildConfig, home: str | Path | None, *, progress: bool) -> dict[str, Any]:
+        return load_config_leniently()[0]
+
+
+def build_resources(config: BuildConfig | None, home: str | Path | None, *,
+                    progress: bool) -> dict[str, Any]:
+    """`config` None: the settings are the home's build file, read at run time."""
     home_res = DataHome(path=str(home) if home else "")
     return {
         "ledger": LedgerResource(home=home_res),
         "catalog": CatalogResource(home=home_res),
-        "settings": BuildSettings(config_json=config.model_dump_json(), progress=progress),
+        "settings": BuildSettings(config_json=config.model_dump_json() if config else "",
+                                  progress=progress),
     }
 
 

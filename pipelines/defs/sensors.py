@@ -27,7 +27,7 @@ def revocation_sensor(asset_keys: list[dg.AssetKey]) -> dg.SensorDefinition:
                 catalog: CatalogResource, settings: BuildSettings) -> dg.SensorResult:
         from pipelines.steps.reconcile import reconcile
 
-        report = reconcile(catalog.catalog(), ledger.ledger(), settings.config())
+        report = reconcile(catalog.catalog(), ledger.ledger(), settings.reconcile_config())
         context.log.info(report.line())
         requests = []
         if report.stale_shards:

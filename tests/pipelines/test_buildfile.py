@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from consentgen.errors import ConfigError
-from pipelines.buildfile import load_config, template, write_template
+from pipelines.buildfile import load_config, load_config_leniently, template, write_template
 from pipelines.settings import PROFILES
 
 ISSUE_EXAMPLE = """\
@@ -86,7 +86,7 @@ def test_the_template_reads_back_to_its_config_and_is_never_overwritten(tmp_path
     ("[audit]\nphash_max = 3\n", "audit.phash_max: unknown key"),
     ("shards = 0\n", "shards: Input should be greater than or equal to 1 (got 0)"),
     ("shards = 65\n", "shards: Input should be less than or equal to 64 (got 65)"),
-    ("shards = 'two'\n", "shards: Input should be a valid integer"),
+    ("shards = 'two'\n", "shards: must be a whole number (got 'two')"),
     ("[generator]\nimage_size = 512\n", "generator.image_size: Input should be less than or equal to 256"),
     ("[generator]\nimage_size = 30\n", "image_size 30 must be divisible by 4 for preset 'small'"),
     ("[generator]\nkind = 'gan'\n", "generator.kind: Input should be 'ddpm' or 'img2img'"),
@@ -101,9 +101,15 @@ def test_the_template_reads_back_to_its_config_and_is_never_overwritten(tmp_path
     ("purposes = []\n", "purposes: declare at least one purpose"),
     ("purpose = 'Synthetic Training'\n", "is not a purpose"),
     ("profile = 'fast'\n", "profile: 'fast' is not a preset (use demo or test)"),
-    ("[generator]\nepochs = 1.5\n", "generator.epochs: Input should be a valid integer"),
+    ("[generator]\nepochs = 1.5\n", "generator.epochs: must be a whole number (got 1.5)"),
     ("figures = 3\n", "figures: Input should be a valid dictionary"),
     ("shards = \n", "not valid TOML"),
+    ("seed = true\n", "seed: must be a whole number (got True)"),
+    ("shards = 3.0\n", "shards: must be a whole number (got 3.0)"),
+    ("[generator]\nepochs = \"4\"\n", "generator.epochs: must be a whole number (got '4')"),
+    ("[figures]\ndcr = 1\n", "figures.dcr: must be true or false (got 1)"),
+    ("[generator]\nlr = \"fast\"\n", "generator.lr: must be a number (got 'fast')"),
+    ("[generator]\nprompt = 3\n", "generator.prompt: must be a string (got 3)"),
 ])
 def test_a_bad_key_value_or_type_is_one_line_naming_it(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
@@ -123,3 +129,37 @@ def test_relative_paths_are_read_from_the_file_s_folder(tmp_path: Path, monkeypa
     path = write(tmp_path / "conf", '[generator]\nkind = "img2img"\nweights_dir = "sd"\nimage_size = 16\n')
     monkeypatch.chdir(tmp_path)
     assert load_config(path).generator.weights_dir == tmp_path / "conf" / "sd"
+
+
+def test_a_whole_number_is_also_a_number(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "[generator]\nlr = 1\nstrength = 1\n")).generator.lr == 1.0
+
+
+def test_the_environment_picks_the_preset_and_shards_under_the_flags(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSENTGEN_PROFILE", "test")
+    assert load_config(None, home=home) == PROFILES["test"]()
+    monkeypatch.setenv("CONSENTGEN_SHARDS", "3")
+    assert load_config(None, home=home).shards == 3
+    assert load_config(None, home=home, overrides={"shards": 5}).shards == 5
+    assert load_config(None, home=home, profile="demo").generator == PROFILES["demo"]().generator
+    monkeypatch.setenv("CONSENTGEN_SHARDS", "three")
+    with pytest.raises(ConfigError, match="CONSENTGEN_SHARDS='three' is not a whole number"):
+        load_config(None, home=home)
+
+
+def test_read_leniently_a_bad_key_takes_its_preset_value_and_says_so(home: Path) -> None:
+    write(home, 'shards = 3\n[generator]\nimagesize = 24\nepochs = 2\n[figures]\ndcr = "yes"\n')
+    config, warning = load_config_leniently(home)
+    assert (config.shards, config.generator.epochs) == (3, 2)  # the good keys are kept
+    assert config.figures.dcr is PROFILES["demo"]().figures.dcr
+    assert warning and "figures.dcr: must be true or false" in warning and "preset" in warning
+    write(home, 'shards = 3\n[generator]\nimagesize = 24\nepochs = 2\n')
+    config, warning = load_config_leniently(home)
+    assert (config.shards, config.generator.epochs) == (3, 2)
+    assert warning and "generator.imagesize: unknown key" in warning
+    write(home, "shards = \n")
+    config, warning = load_config_leniently(home)
+    assert config == PROFILES["demo"]() and warning and "not valid TOML" in warning
+    write(home, "shards = 2\n")
+    assert load_config_leniently(home) == (load_config(None, home=home), None)

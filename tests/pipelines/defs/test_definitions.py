@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
+from consentgen.errors import ConfigError
 from pipelines.defs.assets import shard_key
 from pipelines.defs.definitions import defs, make_definitions
 from pipelines.settings import quick_profile
@@ -80,3 +82,23 @@ def test_each_shard_is_its_own_step(tmp_path: Path) -> None:
     assert {f"shard_models__shard_{s}" for s in range(5)} <= ops
     plan_steps = {s for s in job.get_subset(asset_selection={shard_key(1)}).graph.node_dict}
     assert plan_steps == {"shard_models__shard_1"}
+
+
+def test_the_daemon_s_definitions_read_the_build_file_when_a_run_starts(home: Path) -> None:
+    """`consentgen ui` / the daemon load `make_definitions()` once; each run and tick must
+    build with the file as it is then, as `consentgen build` does."""
+    from pipelines.buildfile import build_file_path
+
+    build_file_path(home).write_text('profile = "test"\nimages_per_shard = 5\n')
+    defs = make_definitions(None, home)
+    settings = defs.resources["settings"]
+    assert len([k for k in defs.resolve_asset_graph().get_all_asset_keys()
+                if k.path[0] == "shard_models"]) == 2  # the graph's shape: the file's shards
+    assert settings.config().images_per_shard == 5
+    build_file_path(home).write_text('profile = "test"\nimages_per_shard = 7\n')
+    assert settings.config().images_per_shard == 7  # edited after loading: read anew
+    build_file_path(home).write_text('profile = "test"\n[generator]\nimagesize = 3\n')
+    with pytest.raises(ConfigError, match="generator.imagesize: unknown key"):
+        settings.config()  # a build refuses a bad file in one line...
+    assert settings.reconcile_config().profile == "test"  # ...a withdrawal reads around it
+    assert make_definitions(None, home).resources["settings"].reconcile_config().shards == 2
