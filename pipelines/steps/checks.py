@@ -138,11 +138,11 @@ def thresholds(config: BuildConfig) -> dict[str, tuple[str, float]]:
 
 def run_expectations(catalog: Catalog, staged: list, config: BuildConfig, *, docs_dir,
                      snapshot_id: str) -> list:
-    """The manifest and audit suites; `docs_dir` receives the Data Docs when given. A
+    """The manifest and audit suites; `docs_dir` receives the validation pages when given. A
     manifest label must be one of the snapshot's classes.
 
     Every source record id and subject id is passed as forbidden, so neither can reach
-    the Data Docs that ship with a release.
+    the validation pages that ship with a release.
     """
     from validation.release.expectations import validate_audit, validate_manifest
 

@@ -138,7 +138,7 @@ def publish_release(
     """Publish the build's audited candidates as the next version (see the module's docstring).
 
     `render_card(staging_dir, version, manifest_frame, staged_images)` writes the data card and
-    the expectations' Data Docs into the staging folder (the Dagster layer passes the
+    the expectations' offline validation pages into the staging folder (the Dagster layer passes the
     full renderer; tests of publishing alone may pass None).
     """
     candidates = kept_candidates(catalog, snapshot.snapshot_id)
@@ -254,7 +254,7 @@ def _abandon(catalog: Catalog, version: str, tmp: Path, final: Path) -> None:
 
 def publish(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: BuildConfig, *,
             inputs_digest: str | None = None) -> Release:
-    """Publish with the data card and the expectations' Data Docs inside the release."""
+    """Publish with the data card and the expectations' validation pages inside the release."""
     from pipelines.steps.card import card_renderer  # the card pulls in figures (torch): only at publish
 
     return publish_release(catalog, ledger, snapshot, config,

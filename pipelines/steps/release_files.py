@@ -20,7 +20,7 @@ fsync, rename) and only when its content changes, ``card.json`` last: a crash pa
 leaves an older ``card.json``, so the next call sees the card is behind and redraws it.
 A call with nothing new withdrawn changes no file and draws nothing (it compares the
 card it would draw with the one saved), so the reconcile may call it for every release
-on every pass. The Great Expectations Data Docs are left as they are: they record the
+on every pass. The expectations' validation pages are left as they are: they record the
 validation done at publish (they name no image), which the card's note says.
 """
 
