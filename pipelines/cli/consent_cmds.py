@@ -156,9 +156,9 @@ def import_(
         "--new-purpose", help="Declare the file's undeclared purposes in the build file.")] = False,
     home: HomeOption = None,
 ) -> None:
-    """Append every event of FILE, or none if any line is bad (all are reported). Lines
-    without an event id get one derived from their content: a file imported twice is
-    appended once."""
+    """Append every event of FILE, or none if any line is bad (all are reported). Every
+    line needs effective_at (when the consent took effect); lines without an event id get
+    one derived from their content: a file imported twice is appended once."""
     root = resolve_home(home)
     ledger = Ledger.at_home(root)
     parsed = read_events(file)
