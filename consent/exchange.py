@@ -2,16 +2,19 @@
 
 Imports (CSV, JSON Lines) are all-or-nothing: every line is checked first and every bad
 line is reported with its number and reason; only a clean file is appended, in one
-transaction. A line without an `event_id` gets one derived from its content
-(`derived_event_id`), so importing the same file again appends nothing: the ledger's
-idempotency by event id applies to files from systems that send no ids. Exports are written to a temporary file and renamed, so a reader never sees
-half a file.
+transaction. Every imported line must say when its consent took effect (`effective_at`):
+an import is a copy of another system's history, and the time of the import ("now") is
+no fact of that history; an untimed grant re-read from a grown export would otherwise
+land after a later revoke and grant consent again. A line without an `event_id` gets one
+derived from its content alone (`derived_event_id`), so importing the same facts again,
+from this file or a longer one, appends nothing: the ledger's idempotency by event id
+applies to files from systems that send no ids. Exports are written to a temporary file
+and renamed, so a reader never sees half a file.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import uuid
@@ -26,16 +29,27 @@ from pydantic import ValidationError
 from consent.events import ConsentEvent, describe_validation_error, utc_now
 from consent.ledger import AppendResult, Ledger
 from consent.state import ConsentStatus, event_status
-from consentgen.errors import ConfigError, EventConflictError, ImportRejectedError, LedgerError
+from consentgen.errors import (
+    ConfigError,
+    EventConflictError,
+    ImportRejectedError,
+    InvalidEventError,
+    LedgerError,
+)
 from consentgen.files import atomic_output
 
-REQUIRED_COLUMNS = ("subject_id", "purpose", "action")
-OPTIONAL_COLUMNS = ("event_id", "effective_at", "expires_at", "actor", "source")
+REQUIRED_COLUMNS = ("subject_id", "purpose", "action", "effective_at")
+OPTIONAL_COLUMNS = ("event_id", "expires_at", "actor", "source")
+UNTIMED = "effective_at is required in an import (the time the consent took effect in the source system)"
 # Fields our own exports carry that the ledger assigns itself: accepted and ignored on
 # import, so an export can be re-imported (idempotently) into another ledger.
 LEDGER_ASSIGNED = ("seq", "recorded_at", "prev_hash", "hash")
 ISO27560_SCHEMA = "https://w3id.org/dpv/schema/iso-27560#record"
 DPV_CONTEXT = {"dpv": "https://w3id.org/dpv#"}
+ISO27560_REFUSED = (
+    "an ISO/IEC TS 27560 consent record (a per-subject summary), not an event; "
+    "import the events themselves, e.g. `consent export -f jsonl`, whose lines carry effective_at"
+)
 IMPORT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://consentgen.invalid/import-event-id/v1")
 """UUIDv5 namespace of derived event ids (fixed: changing it re-appends every old file)."""
 _ID_FIELDS = ("subject_id", "purpose", "action", "effective_at", "expires_at", "actor", "source")
@@ -44,21 +58,21 @@ _ID_FIELDS = ("subject_id", "purpose", "action", "effective_at", "expires_at", "
 # --- import ------------------------------------------------------------------------------
 
 
-def derived_event_id(event: ConsentEvent, *, file_digest: str, line: int) -> str:
+def derived_event_id(event: ConsentEvent) -> str:
     """The event id of an imported line that carries none: a UUIDv5 over its canonical
     fields (subject, purpose, action, effective time, expiry, actor, source; times in UTC).
 
-    The same fact imported twice, from any file, is then one event. A line without an
-    effective time means "now", which is no fact of its own: its id also covers the file's
-    SHA-256 and its line number, so re-importing that same file appends nothing while the
-    same line in a later file (a second revoke after a re-grant) is a new event.
+    The same fact imported twice, from any file, is then one event, and a second revoke
+    after a re-grant is another event because its effective time differs. The id covers
+    content only (no file digest, no line number), so an export that grew by a line
+    re-imports as that one line.
     """
+    if event.effective_at is None:
+        raise InvalidEventError(UNTIMED)
     doc: dict[str, Any] = {}
     for name in _ID_FIELDS:
         value = getattr(event, name)
         doc[name] = value.isoformat() if isinstance(value, datetime) else value
-    if event.effective_at is None:
-        doc["file_sha256"], doc["line"] = file_digest, line
     return str(uuid.uuid5(IMPORT_ID_NAMESPACE, json.dumps(doc, sort_keys=True, ensure_ascii=False)))
 
 
@@ -73,9 +87,8 @@ def read_events(path: str | Path) -> list[tuple[int, ConsentEvent]]:
         parsed, problems = _parse_jsonl(text)
     else:
         raise ConfigError(f"{path}: unknown import format {suffix!r}; use .csv or .jsonl")
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     parsed = [(line, event if given else event.model_copy(
-                  update={"event_id": derived_event_id(event, file_digest=digest, line=line)}))
+                  update={"event_id": derived_event_id(event)}))
               for line, event, given in parsed]
     problems += _repeated_ids(parsed)
     if not parsed and not problems:
@@ -129,10 +142,14 @@ def _validate(line: int, record: dict[str, Any]) -> tuple[ConsentEvent | None, t
     cleaned = {
         k: v for k, v in record.items() if v not in (None, "") and k not in LEDGER_ASSIGNED
     }
+    reasons = [] if "effective_at" in cleaned else [UNTIMED]
     try:
-        return ConsentEvent.model_validate(cleaned), None
+        event = ConsentEvent.model_validate(cleaned)
     except ValidationError as exc:
-        return None, (line, describe_validation_error(exc))
+        reasons.append(describe_validation_error(exc))
+    if reasons:
+        return None, (line, "; ".join(reasons))
+    return event, None
 
 
 def _gives_id(record: dict[str, Any]) -> bool:
@@ -149,8 +166,10 @@ def _parse_csv(text: str) -> tuple[list[_Parsed], list[tuple[int, str]]]:
         return [], [(1, f"unreadable CSV header: {exc}")]
     header = [h.strip() for h in header]
     problems: list[tuple[int, str]] = []
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header and c != "effective_at"]
     unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS + LEDGER_ASSIGNED]
+    if "effective_at" not in header:
+        problems.append((1, f"{UNTIMED}: the header has no effective_at column"))
     if missing:
         problems.append((1, f"missing column(s): {', '.join(missing)}"))
     if unknown:
@@ -195,6 +214,9 @@ def _parse_jsonl(text: str) -> tuple[list[_Parsed], list[tuple[int, str]]]:
             continue
         if not isinstance(record, dict):
             problems.append((line, "each line must be a JSON object"))
+            continue
+        if record.get("schema_version") == ISO27560_SCHEMA:
+            problems.append((line, ISO27560_REFUSED))
             continue
         event, problem = _validate(line, record)
         if problem:

@@ -1,5 +1,6 @@
-"""Imported lines without an event id get one derived from their content, so the ledger's
-idempotency by event id makes a file imported twice appended once."""
+"""Imported lines without an event id get one derived from their content alone, so the
+ledger's idempotency by event id makes a file imported twice, or an export that grew,
+append each fact once; a line must say when its consent took effect."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
+
 from consent import Ledger, import_events, read_events
+from consentgen.errors import ImportRejectedError
 from tests.consent.conftest import PURPOSE
 
 NO_IDS = """subject_id,purpose,action,effective_at,expires_at,actor,source
 alice,synthetic-training,grant,2026-01-01T00:00:00Z,2027-01-01T00:00:00Z,cmp,form-v1
 bob,synthetic-training,grant,2026-01-02T00:00:00Z,,cmp,form-v1
 alice,synthetic-training,revoke,2026-03-01T00:00:00Z,,cmp,receipt-9
-carol,synthetic-training,grant,,,cmp,form-v1
+carol,synthetic-training,grant,2026-01-03T00:00:00Z,,cmp,form-v1
 """
 
 
@@ -56,23 +60,82 @@ def test_other_content_is_another_event(ledger: Ledger, tmp_path: Path) -> None:
     import_events(ledger, write(tmp_path / "a.csv", NO_IDS))
     other = NO_IDS.replace("receipt-9", "receipt-10")  # one field of one line differs
     result = import_events(ledger, write(tmp_path / "b.csv", other))
-    assert [(e.subject_id, e.source) for e in result.appended] == [("alice", "receipt-10"),
-                                                                   ("carol", "form-v1")]
+    assert [(e.subject_id, e.source) for e in result.appended] == [("alice", "receipt-10")]
 
 
-def test_an_untimed_line_in_a_later_file_is_a_new_event(ledger: Ledger, tmp_path: Path) -> None:
-    """A line without an effective time means "now": a second revoke after a re-grant,
-    sent as the same line in a new file, must not be taken for the first one."""
-    revoke = "subject_id,purpose,action,actor\ndave,synthetic-training,revoke,cmp\n"
-    grant = "subject_id,purpose,action,actor\ndave,synthetic-training,grant,cmp\n"
-    import_events(ledger, write(tmp_path / "1.csv", grant))
-    import_events(ledger, write(tmp_path / "2.csv", revoke))
-    import_events(ledger, write(tmp_path / "3.csv", grant + "erin,synthetic-training,grant,cmp\n"))
-    assert ledger.eligible(PURPOSE) == ["dave", "erin"]
-    later = import_events(ledger, write(tmp_path / "4.csv", revoke + "\n"))
-    assert len(later.appended) == 1
+def test_an_export_that_grew_appends_only_its_new_lines(ledger: Ledger, tmp_path: Path) -> None:
+    """A consent platform's export, re-read each night as it grows: the old grant must not
+    come back after the later revoke (ids are content only, not file and line)."""
+    header = "subject_id,purpose,action,effective_at,actor\n"
+    lines = ["dave,synthetic-training,grant,2026-01-01T00:00:00Z,cmp\n",
+             "dave,synthetic-training,revoke,2026-02-01T00:00:00Z,cmp\n",
+             "erin,synthetic-training,grant,2026-02-02T00:00:00Z,cmp\n",
+             "dave,synthetic-training,grant,2026-03-01T00:00:00Z,cmp\n",
+             "dave,synthetic-training,revoke,2026-04-01T00:00:00Z,cmp\n"]
+    appended = []
+    for n in range(1, len(lines) + 1):
+        result = import_events(ledger, write(tmp_path / "cmp.csv", header + "".join(lines[:n])))
+        appended.append(len(result.appended))
+        if n == 3:
+            assert ledger.eligible(PURPOSE) == ["erin"]
+        if n == 4:
+            assert ledger.eligible(PURPOSE) == ["dave", "erin"]
+    assert appended == [1, 1, 1, 1, 1]
     assert ledger.eligible(PURPOSE) == ["erin"]
     assert ledger.head().seq == 5
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "line"),
+    [
+        ("blank.csv", "subject_id,purpose,action,effective_at\n"
+                      "ann,synthetic-training,grant,2026-01-01T00:00:00Z\n"
+                      "dave,synthetic-training,grant,\n", 3),
+        ("nocolumn.csv", "subject_id,purpose,action,actor\ndave,synthetic-training,grant,cmp\n", 1),
+        ("given-id.csv", "event_id,subject_id,purpose,action,effective_at\n"
+                         "x1,dave,synthetic-training,revoke,\n", 2),
+        ("e.jsonl", json.dumps({"subject_id": "ann", "purpose": PURPOSE, "action": "grant",
+                                "effective_at": "2026-01-01T00:00:00Z"}) + "\n"
+                    + json.dumps({"subject_id": "dave", "purpose": PURPOSE, "action": "grant",
+                                  "event_id": "x2"}) + "\n", 2),
+    ],
+)
+def test_a_line_without_effective_at_is_refused_and_nothing_is_imported(
+        ledger: Ledger, tmp_path: Path, name: str, text: str, line: int) -> None:
+    """"Now" is no fact of the source system: an untimed line would land wherever the
+    import happens to run, after revokes it preceded."""
+    with pytest.raises(ImportRejectedError) as info:
+        import_events(ledger, write(tmp_path / name, text))
+    assert len(info.value.problems) == 1
+    where, why = info.value.problems[0]
+    assert where == line and "effective_at is required in an import" in why
+    assert f"line {line}: effective_at is required" in str(info.value)
+    assert ledger.head().seq == 0
+
+
+def test_untimed_lines_are_reported_with_their_other_faults(ledger: Ledger, tmp_path: Path) -> None:
+    text = ("subject_id,purpose,action,effective_at\n"
+            "dave,synthetic-training,maybe,\n"
+            "erin,synthetic-training,grant,\n")
+    with pytest.raises(ImportRejectedError) as info:
+        import_events(ledger, write(tmp_path / "e.csv", text))
+    reasons = dict(info.value.problems)
+    assert sorted(reasons) == [2, 3]
+    assert "effective_at is required" in reasons[2] and "action" in reasons[2]
+    assert ledger.head().seq == 0
+
+
+def test_iso27560_records_are_refused_as_no_events(filled: Ledger, tmp_path: Path) -> None:
+    from consent import export
+
+    out = tmp_path / "records.jsonl"
+    assert export(filled, "iso27560", out) == 4
+    other = Ledger(tmp_path / "other.duckdb")
+    with pytest.raises(ImportRejectedError) as info:
+        import_events(other, out)
+    assert [line for line, _ in info.value.problems] == [1, 2, 3, 4]
+    assert all("ISO/IEC TS 27560 consent record" in why for _, why in info.value.problems)
+    assert not other.path.exists() or other.head().seq == 0
 
 
 def test_given_ids_are_kept_and_derived_ids_are_stable(tmp_path: Path) -> None:

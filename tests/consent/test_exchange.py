@@ -38,7 +38,8 @@ def test_csv_import_appends_every_event_in_one_transaction(ledger: Ledger, tmp_p
 def test_jsonl_import(ledger: Ledger, tmp_path: Path) -> None:
     lines = [
         {"subject_id": "alice", "purpose": PURPOSE, "action": "grant", "effective_at": "2026-01-01T00:00:00Z"},
-        {"subject_id": "bob", "purpose": PURPOSE, "action": "grant", "event_id": "x", "actor": "api"},
+        {"subject_id": "bob", "purpose": PURPOSE, "action": "grant", "event_id": "x", "actor": "api",
+         "effective_at": "2026-01-02T00:00:00Z"},
     ]
     path = write(tmp_path, "events.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n\n")
     assert len(import_events(ledger, path).appended) == 2

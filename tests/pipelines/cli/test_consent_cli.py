@@ -91,8 +91,31 @@ def test_conflicting_event_id_leaves_the_ledger_unchanged(home: Path) -> None:
 def test_bad_import_reports_every_line(home: Path, tmp_path: Path) -> None:
     ok(home, "init")
     bad = tmp_path / "bad.csv"
-    bad.write_text("subject_id,purpose,action\nalice,synthetic-training,grant\n,synthetic-training,grant\nbob,synthetic-training,perhaps\n")
+    bad.write_text("subject_id,purpose,action,effective_at\n"
+                   "alice,synthetic-training,grant,2026-01-01T00:00:00Z\n"
+                   ",synthetic-training,grant,2026-01-01T00:00:00Z\n"
+                   "bob,synthetic-training,perhaps,2026-01-01T00:00:00Z\n"
+                   "carol,synthetic-training,grant,\n")
     result = run(home, "consent", "import", str(bad))
-    assert result.returncode != 0
+    assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
     assert "line 3" in result.stderr and "line 4" in result.stderr and "nothing imported" in result.stderr
+    assert "line 5: effective_at is required in an import" in result.stderr
+    assert "line 2" not in result.stderr
     assert ok(home, "consent", "eligible", "--purpose", P) == ""
+
+
+def test_a_grown_export_never_grants_again_after_a_revoke(home: Path, tmp_path: Path) -> None:
+    """The consent platform's export, re-imported as it grows: each run appends only the
+    new lines, and the old grant stays before the revoke."""
+    ok(home, "init")
+    export_file = tmp_path / "cmp.csv"
+    lines = ["subject_id,purpose,action,effective_at,actor\n",
+             f"dave,{P},grant,2026-01-01T00:00:00Z,cmp\n",
+             f"dave,{P},revoke,2026-02-01T00:00:00Z,cmp\n"]
+    export_file.write_text("".join(lines))
+    assert ok(home, "consent", "import", str(export_file)).startswith("2 appended, 0 already")
+    lines.append(f"erin,{P},grant,2026-03-01T00:00:00Z,cmp\n")
+    export_file.write_text("".join(lines))
+    assert ok(home, "consent", "import", str(export_file)).startswith("1 appended, 2 already")
+    assert ok(home, "consent", "eligible", "--purpose", P).split() == ["erin"]
+    assert ok(home, "consent", "status", "dave", "--purpose", P).startswith("not granted")

@@ -19,6 +19,7 @@ from tests.pipelines.cli.console import ok, run
 
 P = "synthetic-training"
 TYPO = "synthetic-trainig"
+T = "2026-01-01T00:00:00Z"
 
 
 def refused(home: Path, *args: str) -> str:
@@ -55,7 +56,7 @@ def test_an_undeclared_purpose_is_refused_and_nothing_is_appended(home: Path, tm
     assert "is not declared (declared: synthetic-training)" in refused(
         home, "consent", "revoke", "alice", "--purpose", TYPO)
     events = tmp_path / "events.csv"
-    events.write_text(f"subject_id,purpose,action\nbob,{P},grant\ncarol,{TYPO},grant\n")
+    events.write_text(f"subject_id,purpose,action,effective_at\nbob,{P},grant,{T}\ncarol,{TYPO},grant,{T}\n")
     line = refused(home, "consent", "import", str(events))
     assert "nothing imported" in line and f"'{TYPO}' is not declared" in line
     line = refused(home, "release", "withdraw", "--subject", "alice", "--purpose", TYPO)
@@ -82,7 +83,8 @@ def test_new_purpose_declares_it_and_keeps_the_comments(home: Path, tmp_path: Pa
         update={"purposes": [P, "research"]})
     ok(home, "consent", "revoke", "alice", "--purpose", "research")  # declared now: no flag
     events = tmp_path / "more.jsonl"
-    events.write_text('{"subject_id": "bob", "purpose": "audit-study", "action": "grant"}\n')
+    events.write_text('{"subject_id": "bob", "purpose": "audit-study", "action": "grant", '
+                      f'"effective_at": "{T}"}}\n')
     assert "1 appended" in ok(home, "consent", "import", str(events), "--new-purpose")
     assert declared_purposes(home) == [P, "research", "audit-study"]
     assert text.replace('"research"]', '"research", "audit-study"]') == build_file.read_text()
@@ -121,7 +123,7 @@ def test_a_csv_imported_twice_is_appended_once(home: Path, tmp_path: Path) -> No
     events = tmp_path / "cmp-export.csv"
     events.write_text("subject_id,purpose,action,effective_at,actor\n"
                       f"alice,{P},grant,2026-01-01T00:00:00Z,cmp\n"
-                      f"bob,{P},grant,,cmp\n"
+                      f"bob,{P},grant,2026-01-02T00:00:00Z,cmp\n"
                       f"alice,{P},revoke,2026-02-01T00:00:00Z,cmp\n")
     first = ok(home, "consent", "import", str(events))
     assert first.startswith("3 appended, 0 already recorded; ledger " + str(home / "consent.duckdb"))
@@ -149,7 +151,7 @@ COMMANDS = [
 @pytest.mark.parametrize("args", COMMANDS, ids=[" ".join(a[:2]) for a in COMMANDS])
 def test_a_missing_home_is_refused_and_nothing_is_created(tmp_path: Path, args: list[str]) -> None:
     events = tmp_path / "events.csv"
-    events.write_text(f"subject_id,purpose,action\nalice,{P},grant\n")
+    events.write_text(f"subject_id,purpose,action,effective_at\nalice,{P},grant,{T}\n")
     (tmp_path / "incoming").mkdir()
     args = [a.format(events=events, folder=tmp_path / "incoming") for a in args]
     mistyped = tmp_path / "no-such" / "home"
