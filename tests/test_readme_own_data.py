@@ -106,6 +106,12 @@ def published(cwd: Path, results: list[subprocess.CompletedProcess[str]]) -> Pat
     assert release.is_dir() and release.parent == cwd / "my-home" / "releases"
     assert str(release / "data_card.html") in results[3].stdout  # build says where the card is
     assert (release / "data_card.html").is_file()
+    pages = list(release.rglob("*.html"))
+    assert len(pages) >= 3  # the card and one validation page per suite
+    for page in pages:  # offline, as hospital networks are: nothing the page loads is remote
+        text = page.read_text()
+        assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", text, re.I), page
+        assert not re.search(r"""@import|url\(\s*["']?(?:https?:)?//""", text, re.I), page
     return release
 
 
