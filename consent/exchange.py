@@ -1,8 +1,8 @@
 """Moving consent events in and out of the ledger.
 
-Imports (CSV, JSON Lines) are all-or-nothing: every line is checked first and every bad
-line is reported with its number and reason; only a clean file is appended, in one
-transaction. Every imported line must say when its consent took effect (`effective_at`):
+Imports (CSV; JSON Lines of events or of ISO/IEC TS 27560 records) are all-or-nothing:
+every line is checked first and every bad line is reported with its number and reason;
+only a clean file is appended, in one transaction. Every imported line must say when its consent took effect (`effective_at`):
 an import is a copy of another system's history, and the time of the import ("now") is
 no fact of that history; an untimed grant re-read from a grown export would otherwise
 land after a later revoke and grant consent again. A line without an `event_id` gets one
@@ -46,10 +46,12 @@ UNTIMED = "effective_at is required in an import (the time the consent took effe
 LEDGER_ASSIGNED = ("seq", "recorded_at", "prev_hash", "hash")
 ISO27560_SCHEMA = "https://w3id.org/dpv/schema/iso-27560#record"
 DPV_CONTEXT = {"dpv": "https://w3id.org/dpv#"}
-ISO27560_REFUSED = (
-    "an ISO/IEC TS 27560 consent record (a per-subject summary), not an event; "
-    "import the events themselves, e.g. `consent export -f jsonl`, whose lines carry effective_at"
-)
+_DPV_ACTIONS = {
+    ConsentStatus.GIVEN.dpv: "grant",
+    ConsentStatus.WITHDRAWN.dpv: "revoke",
+    ConsentStatus.REVOKED.dpv: "revoke",
+}
+"""The action of an ISO 27560 record's history entry, from the DPV state it put the record in."""
 IMPORT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://consentgen.invalid/import-event-id/v1")
 """UUIDv5 namespace of derived event ids (fixed: changing it re-appends every old file)."""
 _ID_FIELDS = ("subject_id", "purpose", "action", "effective_at", "expires_at", "actor", "source")
@@ -216,13 +218,43 @@ def _parse_jsonl(text: str) -> tuple[list[_Parsed], list[tuple[int, str]]]:
             problems.append((line, "each line must be a JSON object"))
             continue
         if record.get("schema_version") == ISO27560_SCHEMA:
-            problems.append((line, ISO27560_REFUSED))
+            events, trouble = _record_events(line, record)
+            parsed += events
+            problems += trouble
             continue
         event, problem = _validate(line, record)
         if problem:
             problems.append(problem)
         else:
             parsed.append((line, event, _gives_id(record)))
+    return parsed, problems
+
+
+def _record_events(line: int, record: dict[str, Any]) -> tuple[list[_Parsed], list[tuple[int, str]]]:
+    """The events of one ISO/IEC TS 27560 record (the form `iso27560_records` writes): each
+    history entry is a grant (dpv:ConsentGiven) or a revoke (dpv:ConsentWithdrawn,
+    dpv:ConsentRevoked) of the record's principal and purpose, and, like any imported
+    line, must say when it took effect. Problems name the line and the entry."""
+    history = record.get("events")
+    if not isinstance(history, list) or not history:
+        return [], [(line, "an ISO/IEC TS 27560 record without events (its history of grants "
+                           "and revokes is what is imported)")]
+    parsed: list[_Parsed] = []
+    problems: list[tuple[int, str]] = []
+    for i, entry in enumerate(history):
+        status = entry.get("consent_status") if isinstance(entry, dict) else None
+        if status not in _DPV_ACTIONS:
+            problems.append((line, f"events[{i}]: consent_status {status!r} is no grant or revoke "
+                                   f"(use {', '.join(_DPV_ACTIONS)})"))
+            continue
+        fields = {k: entry.get(k) for k in ("event_id", "effective_at", "expires_at", "actor", "source")}
+        fields |= {"subject_id": record.get("pii_principal_id"), "purpose": record.get("purpose"),
+                   "action": _DPV_ACTIONS[status]}
+        event, problem = _validate(line, fields)
+        if problem:
+            problems.append((line, f"events[{i}]: {problem[1]}"))
+        else:
+            parsed.append((line, event, _gives_id(fields)))
     return parsed, problems
 
 
@@ -235,7 +267,7 @@ def _repeated_ids(parsed: list[tuple[int, ConsentEvent]]) -> list[tuple[int, str
     problems = []
     for line, event in parsed:
         seen = first.setdefault(event.event_id, (line, event))
-        if seen[0] != line and seen[1] != event:
+        if seen[1] != event:
             problems.append(
                 (line, f"event id {event.event_id!r} repeats line {seen[0]} with other content")
             )
