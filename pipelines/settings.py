@@ -178,8 +178,8 @@ class DatasetSettings(_Section):
     controller: str = Field("", description="data controller (the organisation responsible)")
     contact: str = Field("", description="contact for data protection questions (DPO)")
     licence: str = Field("", description="licence of the synthetic images")
-    legal_basis: str = Field("consent (GDPR Art. 6(1)(a) and 9(2)(a))",
-                             description="legal basis of the processing")
+    legal_basis: str = Field("", description="legal basis of the processing, as the controller "
+                             "states it (the card says 'not stated' until then)")
     intended_uses: list[str] = Field(
         default_factory=lambda: ["training and evaluating image models",
                                  "developing and testing data pipelines"],
