@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, MutableMapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -21,6 +22,8 @@ from pipelines.steps.bans import pixel_hash
 from pipelines.steps.images import write_png
 
 MAX_BANNED_REDRAWS = 3
+
+Wanted = TypeVar("Wanted")
 
 
 class BannedPixelsError(GeneratorError):
@@ -61,3 +64,27 @@ def store_candidates(catalog: Catalog, snapshot: Snapshot, model: ShardModel,
             model_version=model.model_version, label=label, seed=seed, image_path=rel,
             created_at=now, conditioned_on=record_id))
     return rows
+
+
+def unfilled(wanted: Sequence[Wanted], kept: Sequence[Candidate],
+             matches: Sequence[Callable[[Wanted, Candidate], bool]]) -> list[Wanted]:
+    """What of `wanted` (a shard's slots or labels, in order) the `kept` candidates leave
+    to draw. Each test of `matches` in turn lets every kept candidate not placed yet take
+    the first wanted item it matches; one that matches none takes the last item left. So
+    `len(kept) + len(result) == len(wanted)` whenever `kept` is no longer than `wanted`.
+
+    A shard short of reusable candidates (one was withdrawn) keeps the rest and draws only
+    these, rather than redrawing every slot on the same inputs.
+    """
+    left = list(wanted)
+    waiting = list(kept)
+    for match in matches:
+        unplaced = []
+        for c in waiting:
+            at = next((i for i, w in enumerate(left) if match(w, c)), None)
+            if at is None:
+                unplaced.append(c)
+            else:
+                del left[at]
+        waiting = unplaced
+    return left[:max(0, len(left) - len(waiting))]

@@ -4,7 +4,9 @@ Each candidate records the shard and model version that made it; that, through t
 model's record list, is the lineage a revocation follows (an img2img candidate's is the
 one record in `conditioned_on`, `pipelines.steps.conditioning`). A shard whose model did not
 change since an earlier build keeps its already-audited candidates, so a rebuild samples
-only from the shards it retrained.
+only from the shards it retrained; one that lost some (withdrawn) keeps the others and
+draws only the images missing (`candidate_files.unfilled`), with new seeds (the snapshot
+is in every seed), so nothing withdrawn is drawn again on the same inputs.
 
 What was withdrawn never comes back (`pipelines.steps.bans`): a banned candidate, or one
 whose pixels are banned, is never reused, and a fresh sample whose pixels are banned is
@@ -28,7 +30,7 @@ from pipelines.catalog.lineage import (
 )
 from pipelines.settings import BuildConfig
 from pipelines.steps.bans import file_pixel_hash, load_bans
-from pipelines.steps.candidate_files import redraw_banned, store_candidates
+from pipelines.steps.candidate_files import redraw_banned, store_candidates, unfilled
 from pipelines.steps.classes import snapshot_classes
 from pipelines.steps.conditioning import conditioned_candidates, conditioned_replacements
 from pipelines.steps.shard_training import current_models, load_model
@@ -123,24 +125,29 @@ def generate_candidates(
     catalog: Catalog, snapshot: Snapshot, config: BuildConfig, *, progress: bool = False,
     on_shard: Callable[[int, str], None] | None = None,
 ) -> list[Candidate]:
-    """`images_per_shard` candidates from each shard with a model, recorded in the catalog."""
+    """`images_per_shard` candidates from each shard with a model, recorded in the catalog:
+    the audited ones it can reuse, and new ones for the rest."""
     out: list[Candidate] = []
+    n = config.images_per_shard
     for shard, model in current_models(catalog, snapshot, config).items():
-        reused = reusable_candidates(catalog, model)[: config.images_per_shard]
-        if len(reused) == config.images_per_shard:
-            rows = [c.model_copy(update={"snapshot_id": snapshot.snapshot_id}) for c in reused]
-            how = "reused"
-        elif is_conditioning_set(model):  # img2img: one image per record of the shard's set
-            rows = conditioned_candidates(catalog, snapshot, model, config, progress=progress)
-            how = "conditioned"
+        reused = reusable_candidates(catalog, model)[:n]
+        rows = [c.model_copy(update={"snapshot_id": snapshot.snapshot_id}) for c in reused]
+        how = "reused"
+        if len(reused) < n:
+            if is_conditioning_set(model):  # img2img: one image per slot of the shard's set
+                fresh = conditioned_candidates(catalog, snapshot, model, config, kept=reused,
+                                               progress=progress)
+                verb = "conditioned"
+            else:
+                labels = unfilled(shard_labels(catalog, snapshot, shard, n), reused,
+                                  [lambda label, c: label == c.label])
+                fresh = sample_candidates(catalog, snapshot, model, labels,
+                                          shard_seed(config, snapshot, shard, 0), config,
+                                          progress=progress)
+                verb = "sampled"
             crashpoint("candidates.written")
-        else:
-            labels = shard_labels(catalog, snapshot, shard, config.images_per_shard)
-            rows = sample_candidates(catalog, snapshot, model, labels,
-                                     shard_seed(config, snapshot, shard, 0), config,
-                                     progress=progress)
-            how = "sampled"
-            crashpoint("candidates.written")
+            rows += fresh
+            how = f"reused {len(reused)}, {verb} {len(fresh)}" if reused else verb
         catalog.add(rows)
         out.extend(rows)
         if on_shard:

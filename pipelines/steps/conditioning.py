@@ -14,8 +14,14 @@ exactly the images conditioned on the subject's records and erasure deletes exac
 files (`pipelines.catalog.lineage`, `pipelines.catalog.erasure_queries`). The audit,
 checks, release and card are the DDPM's.
 
-Weights come only from the local folder `generator.weights_dir`; `check_weights` refuses a
-folder that is missing or is not a diffusers pipeline in one line, before any work.
+Every draw is new: a slot's noise seed holds the build's snapshot, so a rebuild never makes
+an image an earlier build made (a withdrawn one above all), and a (record, seed) whose
+candidate was banned is never conditioned on again (`banned_draws`). A shard that keeps
+some of its audited candidates draws only the slots they leave empty (`open_slots`).
+
+Weights come only from the local folder `generator.weights_dir` (`~` expanded);
+`check_weights` refuses a folder that is missing or is not a diffusers pipeline in one
+line, before any work.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import numpy as np
 
 from consent.events import utc_now
 from consentgen.crash import crashpoint
-from consentgen.errors import ConfigError, MissingWeightsError
+from consentgen.errors import MissingWeightsError
 from consentgen.files import atomic_output, discard_tree, fsync_dir
 from consentgen.home import MODELS_DIR
 from consentgen.labels import label_sort_key
@@ -49,7 +55,7 @@ from pipelines.catalog.lineage import (
 )
 from pipelines.settings import BuildConfig
 from pipelines.steps.bans import load_bans
-from pipelines.steps.candidate_files import redraw_banned, store_candidates
+from pipelines.steps.candidate_files import redraw_banned, store_candidates, unfilled
 from pipelines.steps.images import load_pixels
 
 if TYPE_CHECKING:
@@ -63,13 +69,16 @@ MANIFEST_FILE = "conditioning.json"
 
 
 def img2img_config(config: BuildConfig) -> Img2ImgConfig:
-    """The one mapping of the build's generator settings onto `Img2ImgConfig`."""
+    """The one mapping of the build's generator settings onto `Img2ImgConfig`, with `~` in
+    the weights folder expanded: the early check and the run look at the same folder.
+
+    `GeneratorSettings` refuses kind = "img2img" without `weights_dir`; a ddpm build has
+    no img2img config, and `Img2ImgConfig.parse` says so in one line.
+    """
     g = config.generator
-    if g.weights_dir is None:
-        raise ConfigError('generator.weights_dir: required when kind = "img2img" (a local '
-                          "Stable Diffusion folder; weights are never fetched)")
+    weights = None if g.weights_dir is None else g.weights_dir.expanduser()
     return Img2ImgConfig.parse({
-        "weights_dir": g.weights_dir, "strength": g.strength, "steps": g.sample_steps,
+        "weights_dir": weights, "strength": g.strength, "steps": g.sample_steps,
         "guidance": g.guidance, "prompt": g.prompt, "image_size": g.image_size,
         "batch_size": g.batch_size, "seed": config.seed,
     })
@@ -80,7 +89,7 @@ def check_weights(config: BuildConfig) -> None:
     missing or holds no diffusers pipeline (no `model_index.json`); nothing for ddpm."""
     if config.generator.kind != "img2img":
         return
-    folder = img2img_config(config).weights_dir.expanduser()
+    folder = img2img_config(config).weights_dir
     where = folder.resolve()
     if not folder.is_dir():
         raise MissingWeightsError(f"generator.weights_dir: no folder {where} (kind = \"img2img\" needs a "
@@ -202,11 +211,15 @@ def class_orders(records: Sequence[EligibleRecord], seed: int, shard: int
             for label in sorted(by_label, key=_class_key)}
 
 
-def conditioning_plan(records: Sequence[EligibleRecord], n: int, seed: int, shard: int
-                      ) -> list[Slot]:
+def conditioning_plan(records: Sequence[EligibleRecord], n: int, seed: int, shard: int,
+                      snapshot_id: str) -> list[Slot]:
     """`n` slots over a shard's records, class-balanced: the classes in turn (counts differ
     by at most one), and within a class its records in their stable order, cycling with a
-    new seed when a class has fewer records than slots."""
+    new seed when a class has fewer records than slots.
+
+    The records are the same for every snapshot of an unchanged set; the seeds are not
+    (the snapshot is in them), so no build redraws an earlier build's image.
+    """
     orders = class_orders(records, seed, shard)
     labels = list(orders)
     slots = []
@@ -214,22 +227,33 @@ def conditioning_plan(records: Sequence[EligibleRecord], n: int, seed: int, shar
         members = orders[labels[i % len(labels)]]
         turn = i // len(labels)
         record = members[turn % len(members)]
-        slots.append(Slot(record, _seed(seed, "img2img", record.record_id, turn // len(members))))
+        slots.append(Slot(record, _seed(seed, "img2img", snapshot_id, record.record_id,
+                                        turn // len(members))))
     return slots
 
 
+def open_slots(plan: Sequence[Slot], kept: Sequence[Candidate]) -> list[Slot]:
+    """The slots of `plan` that the shard's kept (reused) candidates leave empty: each kept
+    candidate fills a slot on its own record, else one of its class (an audit replacement
+    stands on the next record of its class), else the last one left; so the shard holds
+    `len(plan)` images and the classes stay balanced."""
+    return unfilled(plan, kept, [lambda s, c: s.record.record_id == c.conditioned_on,
+                                 lambda s, c: s.record.label == c.label])
+
+
 def replacement_slots(records: Sequence[EligibleRecord], replacing: Sequence[Candidate],
-                      seed: int, shard: int, round_: int) -> list[Slot]:
+                      seed: int, shard: int, round_: int, snapshot_id: str) -> list[Slot]:
     """One slot per replaced candidate: the record `round_` places after the one it was
     conditioned on, in its class's order (so a source the model copies is left behind),
-    with a seed of its own for (slot, round)."""
+    with a seed of its own for (snapshot, slot, round)."""
     orders = class_orders(records, seed, shard)
     slots = []
     for c in replacing:
         members = orders.get(c.label) or [r for o in orders.values() for r in o]
         at = next((i for i, r in enumerate(members) if r.record_id == c.conditioned_on), 0)
         record = members[(at + round_) % len(members)]
-        slots.append(Slot(record, _seed(seed, "img2img-replace", c.candidate_id, round_)))
+        slots.append(Slot(record, _seed(seed, "img2img-replace", snapshot_id, c.candidate_id,
+                                        round_)))
     return slots
 
 
@@ -262,23 +286,40 @@ def set_records(catalog: Catalog, snapshot: Snapshot, model: ShardModel) -> list
             if r.record_id in held]
 
 
+def banned_draws(catalog: Catalog) -> set[tuple[str, int]]:
+    """(record, seed) of every banned (withdrawn) img2img candidate: a draw never made
+    again. The same record, seed and weights give the same image up to floating-point
+    noise (fp16 on CUDA is not bit-exact), which the pixel ban alone would not catch."""
+    rows = catalog.select(Candidate, "WHERE conditioned_on IS NOT NULL AND candidate_id IN "
+                          "(SELECT value FROM bans WHERE kind = 'candidate')")
+    return {(c.conditioned_on, c.seed) for c in rows if c.conditioned_on is not None}
+
+
+def _unbanned(record_id: str, seed: int, draws: set[tuple[str, int]]) -> int:
+    while (record_id, seed) in draws:
+        seed = _seed(seed, "banned-draw")
+    return seed
+
+
 def condition_candidates(catalog: Catalog, snapshot: Snapshot, model: ShardModel,
                          slots: Sequence[Slot], config: BuildConfig, *, progress: bool = False
                          ) -> list[Candidate]:
     """One image per slot, conditioned on its record; PNGs written, rows returned unrecorded.
 
-    An image whose pixels are banned (withdrawn before) is drawn again with a new seed,
-    a bounded number of times, as a DDPM sample is.
+    A slot whose (record, seed) drew a banned candidate gets another seed before anything
+    is drawn; an image whose pixels are banned (withdrawn before) is drawn again with a
+    new seed, a bounded number of times, as a DDPM sample is.
     """
     if not slots:
         return []
     generator = generator_for(config, progress=progress)
     banned = load_bans(catalog).pixels
+    draws = banned_draws(catalog)
     by_id = {s.record_id: s for s in catalog.sources()}
     # grey [H,W] in, grey out (the generator runs RGB inside); grey RGB in for channels 3
     sources = load_pixels([catalog.home / by_id[s.record.record_id].image_path for s in slots],
                           config.generator.image_size, config.generator.channels)
-    seeds = [s.seed for s in slots]
+    seeds = [_unbanned(s.record.record_id, s.seed, draws) for s in slots]
 
     def draw(where: list[int]) -> dict[int, np.ndarray]:
         images = [sources[i] for i in where]
@@ -290,7 +331,8 @@ def condition_candidates(catalog: Catalog, snapshot: Snapshot, model: ShardModel
 
     def redraw(redo: list[int], attempt: int) -> list[np.ndarray]:
         for i in redo:
-            seeds[i] = _seed(seeds[i], "banned-redraw", attempt)
+            seeds[i] = _unbanned(slots[i].record.record_id,
+                                 _seed(seeds[i], "banned-redraw", attempt), draws)
         fresh = draw(redo)
         return [fresh[i] for i in redo]
 
@@ -301,11 +343,14 @@ def condition_candidates(catalog: Catalog, snapshot: Snapshot, model: ShardModel
 
 
 def conditioned_candidates(catalog: Catalog, snapshot: Snapshot, model: ShardModel,
-                           config: BuildConfig, *, progress: bool = False) -> list[Candidate]:
-    """`images_per_shard` images from a shard's set (the candidates step's draw)."""
-    slots = conditioning_plan(set_records(catalog, snapshot, model), config.images_per_shard,
-                              config.seed, model.shard)
-    return condition_candidates(catalog, snapshot, model, slots, config, progress=progress)
+                           config: BuildConfig, *, kept: Sequence[Candidate] = (),
+                           progress: bool = False) -> list[Candidate]:
+    """The candidates step's draw from a shard's set: `images_per_shard` images, less the
+    slots that `kept` (audited candidates the shard reuses) already fill."""
+    plan = conditioning_plan(set_records(catalog, snapshot, model), config.images_per_shard,
+                             config.seed, model.shard, snapshot.snapshot_id)
+    return condition_candidates(catalog, snapshot, model, open_slots(plan, kept), config,
+                                progress=progress)
 
 
 def conditioned_replacements(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
@@ -320,7 +365,8 @@ def conditioned_replacements(catalog: Catalog, snapshot: Snapshot, config: Build
     for shard, where in sorted(by_shard.items()):
         model = models[shard]
         slots = replacement_slots(set_records(catalog, snapshot, model),
-                                  [replacing[i] for i in where], config.seed, shard, round_)
+                                  [replacing[i] for i in where], config.seed, shard, round_,
+                                  snapshot.snapshot_id)
         drawn = condition_candidates(catalog, snapshot, model, slots, config, progress=progress)
         fresh.update(zip(where, drawn, strict=True))
     return [fresh[i] for i in range(len(replacing))]

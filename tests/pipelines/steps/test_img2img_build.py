@@ -40,8 +40,10 @@ from pipelines.steps.conditioning import (
     conditioning_fingerprint,
     conditioning_plan,
     img2img_config,
+    open_slots,
     replacement_slots,
 )
+from pipelines.steps.candidate_files import unfilled
 from pipelines.steps.candidates import replacement_candidates
 from pipelines.steps.erasure_record import erasure_record
 from pipelines.steps.reconcile import reconcile
@@ -75,28 +77,58 @@ def record(record_id: str, label: object, shard: int = 0) -> EligibleRecord:
 def test_the_plan_is_class_balanced_stable_and_conditions_each_slot_on_one_record() -> None:
     label_a, label_b = record("x", "0").label, record("x", "1").label  # as the catalog holds them
     records = [record(f"a{i}", label_a) for i in range(5)] + [record(f"b{i}", label_b) for i in range(2)]
-    plan = conditioning_plan(records, 6, seed=3, shard=0)
+    plan = conditioning_plan(records, 6, seed=3, shard=0, snapshot_id="s1")
     assert Counter(s.record.label for s in plan) == {label_a: 3, label_b: 3}
     assert [s.record.record_id for s in plan] == [
-        s.record.record_id for s in conditioning_plan(records[::-1], 6, seed=3, shard=0)]
+        s.record.record_id for s in conditioning_plan(records[::-1], 6, 3, 0, "s1")]
     # class b has 2 records for 3 slots: one record twice, with two different seeds
     b_slots = [s for s in plan if s.record.label == label_b]
     assert len({s.record.record_id for s in b_slots}) == 2
     assert len({(s.record.record_id, s.seed) for s in plan}) == 6
     assert len({s.record.record_id for s in plan if s.record.label == label_a}) == 3  # no repeats
-    other = conditioning_plan(records, 6, seed=4, shard=0)
+    other = conditioning_plan(records, 6, seed=4, shard=0, snapshot_id="s1")
     assert [s.seed for s in other] != [s.seed for s in plan]
+    # another build (snapshot) of the same set: the same records, none of the same draws
+    later = conditioning_plan(records, 6, seed=3, shard=0, snapshot_id="s2")
+    assert [s.record.record_id for s in later] == [s.record.record_id for s in plan]
+    assert not {s.seed for s in later} & {s.seed for s in plan}
 
 
 def test_a_replacement_is_conditioned_on_the_next_record_of_its_class() -> None:
     records = [record(f"a{i}", record("x", "0").label) for i in range(3)]
-    first = conditioning_plan(records, 1, seed=0, shard=0)[0]
+    first = conditioning_plan(records, 1, seed=0, shard=0, snapshot_id="s1")[0]
     flagged = Candidate(candidate_id="c1", snapshot_id="s", shard=0, model_version="m",
                         label=first.record.label, seed=first.seed, image_path="candidates/c1.png",
                         created_at="2026-01-01T00:00:00Z", conditioned_on=first.record.record_id)
-    one, two = (replacement_slots(records, [flagged], 0, 0, r)[0] for r in (1, 2))
+    one, two = (replacement_slots(records, [flagged], 0, 0, r, "s1")[0] for r in (1, 2))
     assert len({first.record.record_id, one.record.record_id, two.record.record_id}) == 3
     assert one.record.label == first.record.label and one.seed != two.seed
+    assert replacement_slots(records, [flagged], 0, 0, 1, "s2")[0].seed != one.seed
+
+
+def kept_candidate(record_id: str, label: object) -> Candidate:
+    return Candidate(candidate_id=f"c-{record_id}", snapshot_id="s0", shard=0, model_version="m",
+                     label=label, seed=1, image_path=f"candidates/c-{record_id}.png",
+                     created_at="2026-01-01T00:00:00Z", conditioned_on=record_id)
+
+
+def test_kept_candidates_leave_only_their_empty_slots_to_draw() -> None:
+    label_a, label_b = record("x", "0").label, record("x", "1").label
+    records = [record(f"a{i}", label_a) for i in range(3)] + [record(f"b{i}", label_b) for i in range(3)]
+    plan = conditioning_plan(records, 6, seed=0, shard=0, snapshot_id="s1")
+    assert [s.record.label for s in plan] == [label_a, label_b] * 3
+    assert open_slots(plan, []) == plan
+    kept = [kept_candidate(s.record.record_id, s.record.label) for s in plan if s is not plan[2]]
+    assert open_slots(plan, kept) == [plan[2]]  # the one record without its image
+    # a kept audit replacement stands on another record of its class (here plan[1]'s):
+    # it fills that class's slot, not the last one, so the classes stay balanced
+    moved = [kept[0], *kept[2:], kept_candidate("b-new", label_b)]
+    assert open_slots(plan, moved) == [plan[2]]
+    # more than the plan holds: nothing to draw; a class the plan has not: the last slot
+    assert open_slots(plan, [*kept, kept_candidate("z", "zz")]) == []
+    assert open_slots(plan, [kept_candidate("z", "zz")]) == plan[:-1]
+    assert unfilled(["0", "1", "0", "1"], [kept_candidate("q", "1")],
+                    [lambda label, c: label == c.label]) == ["0", "0", "1"]
 
 
 # --- settings and the weights folder ---------------------------------------------------
