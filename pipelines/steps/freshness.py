@@ -48,7 +48,7 @@ def inputs_digest(catalog: Catalog, ledger: Ledger, config: BuildConfig, *,
     bans = sorted((b.kind, b.value) for b in catalog.select(Ban))
     body = {"head": [head.seq, head.hash], "purpose": config.purpose, "records": records,
             "bans": bans, "settings": json.loads(config.model_dump_json())}
-    weights = config.generator.weights_dir
+    weights = config.generator.weights_dir.expanduser() if config.generator.weights_dir else None
     if config.generator.kind == "img2img" and weights is not None and weights.is_dir():
         from pipelines.steps.conditioning import weights_digest
 
