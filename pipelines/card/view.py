@@ -27,7 +27,10 @@ SAMPLES_FILE = f"{CARD_FOLDER}/samples.png"
 
 _AUDIT_PROMISE = (
     "No published image is a near-duplicate of any source under these metrics and "
-    "thresholds (each compares the image with its nearest source)."
+    "thresholds (each compares the image with its nearest source). The audit and its "
+    "calibration compare against every ingested source, consenting or not (revoked or "
+    "never asked too; erased records excepted, as they are no longer held): that is what "
+    "stops a copy of anyone's image, not only of a training subject's, from shipping."
 )
 _THRESHOLD_HEAD = ("Metric", "Threshold", "Audit rule", "Published images",
                    "Nearest-source distances")

@@ -14,11 +14,13 @@ from pipelines.settings import BuildConfig, DatasetSettings, FigureSettings, dem
 GROUPING_NOTICE = (
     "Each simulated subject holds whole groups of near-identical Br35H slices (the groups "
     "the near-duplicate audit itself finds: Br35H repeats slices mirrored, brightened and "
-    "zoomed), so no two subjects, and so neither the holdout and the training set nor the "
-    "calibration's different images and its reference, share a slice. On this demo the "
-    "false-positive rate is therefore near 0 by construction; on your own data, with real "
-    "subjects, it measures the thresholds."
+    "zoomed), so the calibration's different images are slices of other groups than its "
+    "reference, and the holdout and the training set share no group. The figures below are "
+    "measured on that split, whatever they come to; on your own data, with real subjects, "
+    "the same figures measure your thresholds and your generator."
 )
+"""Says only what holds by construction (how subjects were cut), never a figure: the card's
+tables report the calibration and privacy figures as computed."""
 DEMO_DATASET = DatasetSettings(
     name="consentgen demo: synthetic brain-MRI slices from Br35H (simulated consent)",
     controller="none: a demonstration on simulated subjects and simulated consent",

@@ -177,3 +177,26 @@ def test_the_card_shows_every_expectation_with_its_observed_value(tmp_path: Path
     at = cells.index("expect_column_values_to_be_in_set", cells.index("label") - 1)
     assert cells[at - 1: at + 4] == ["release_manifest", "expect_column_values_to_be_in_set",
                                      "label", "NO", "1 of 40 unexpected (e.g. 7)"]
+
+
+def test_a_build_file_that_states_no_legal_basis_gets_not_stated(tmp_path: Path) -> None:
+    """The card never asserts a legal basis the controller did not give."""
+    from pipelines.settings import DatasetSettings
+
+    md, page = _texts(tmp_path, base_card(dataset=DatasetInfo(**DatasetSettings().model_dump())))
+    rows = dict(re.findall(r"^\| ([^|]+?) \| (.+?) \|$", md, flags=re.M))
+    assert rows["Legal basis of the processing"] == NOT_STATED
+    assert f'<td>Legal basis of the processing</td><td class="ns">{NOT_STATED}</td>' in page
+    assert "GDPR" not in md
+
+
+def test_the_audit_section_says_it_compares_against_every_ingested_source(tmp_path: Path) -> None:
+    """A copy of anyone, consenting or not, is what the audit stops: the DPO reads that
+    where the audit's thresholds are."""
+    md, page = _texts(tmp_path, base_card())
+    section = md[md.index("## Near-duplicate audit"):]
+    section = section[:section.index("\n## ", 1)]
+    assert "The audit and its calibration compare against every ingested source, consenting " \
+           "or not" in section
+    html_section = html.unescape(page)[html.unescape(page).index("Near-duplicate audit"):]
+    assert "every ingested source, consenting or not" in html_section[:html_section.index("<h2>")]

@@ -42,3 +42,11 @@ def test_the_demo_card_says_simulated_and_not_for_publication(tmp_path: Path) ->
            "consent |" in md
     assert "not for publication" in md and "not stated" not in md
     assert md.index("SIMULATED") < md.index("## Dataset and responsibilities")
+
+
+def test_the_grouping_notice_claims_no_figure() -> None:
+    """The notice says how the demo's subjects were cut; what the calibration and privacy
+    figures come to is the card's tables' to say, from what was computed."""
+    assert "whole groups" in GROUPING_NOTICE and "other groups" in GROUPING_NOTICE
+    for claim in ("near 0", "by construction", "%", "rate is"):
+        assert claim not in GROUPING_NOTICE
