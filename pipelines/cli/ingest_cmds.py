@@ -1,8 +1,13 @@
 """`consentgen ingest PATH (--manifest FILE | --subject-from-tag TAG) [--label-from-tag TAG]`.
 
-Sources are normalised to the size and channels the home's build file generates at
-(`generator.image_size`, at least 64 px; `generator.channels`) unless `--size` /
-`--channels` say otherwise, so a build at 128 px finds sources of 128 px. Prints the summary (accepted / duplicate / quarantined by reason). Anticipated failures
+Sources are normalised to the size and channels the home's sources are stored at (a home
+holds one shape); into a home without sources yet, to the size and channels its build
+file generates at (`generator.image_size`, at least 64 px; `generator.channels`), so a
+build at 128 px finds sources of 128 px; `--size` / `--channels` say otherwise. A
+`--label-from-tag` attribute that identifies (DICOM PS3.15 Annex E, private tags) is
+refused before anything is read: labels are published as class folder names.
+
+Prints the summary (accepted / duplicate / quarantined by reason). Anticipated failures
 (a wrong manifest, a locked catalog) print one line on stderr and exit 1; bad image
 files are never failures, they are quarantined and counted.
 """
@@ -21,6 +26,8 @@ from pipelines.buildfile import load_config
 from pipelines.cli.common import HomeOption, console, err_console, resolve_home
 from pipelines.steps.ingest_file import IngestConfig, IngestSummary
 from pipelines.steps.ingest import ingest as run_ingest
+from pipelines.steps.ingest import stored_shape
+from validation.sources.dicom import check_label_tag
 
 
 def ingest(
@@ -35,17 +42,20 @@ def ingest(
     ] = None,
     label_from_tag: Annotated[
         str | None,
-        typer.Option(help="Take each DICOM file's label from this tag (e.g. BodyPartExamined); "
-                          "a file without it gets no label."),
+        typer.Option(help="Take each DICOM file's label from this categorical tag (e.g. "
+                          "BodyPartExamined, Modality); a file without it gets no label. "
+                          "Identifying attributes (PS3.15 Annex E) and private tags are refused."),
     ] = None,
     size: Annotated[
         str | None,
-        typer.Option(help="Normalised size: N or WxH (default: the build file's "
-                          "generator.image_size, at least 64).", show_default=False),
+        typer.Option(help="Normalised size: N or WxH (default: the size the home's sources "
+                          "are stored at; without any, the build file's generator.image_size, "
+                          "at least 64).", show_default=False),
     ] = None,
     channels: Annotated[
         int | None,
-        typer.Option(help="1 = grayscale, 3 = RGB (default: the build file's generator.channels).",
+        typer.Option(help="1 = grayscale, 3 = RGB (default: the home's sources'; without any, "
+                          "the build file's generator.channels).",
                      show_default=False),
     ] = None,
     fit: Annotated[str, typer.Option(help="pad, crop or stretch to the size.")] = "pad",
@@ -59,11 +69,11 @@ def ingest(
 ) -> None:
     """Ingest source images: decode defensively, normalise, record; quarantine the rest."""
     try:
+        if label_from_tag is not None:
+            check_label_tag(label_from_tag)  # before the home, the build file or any image
         root = resolve_home(home)
         if size is None or channels is None:
-            generator = load_config(None, home=root).generator
-            size = str(max(MIN_DEFAULT_SIZE, generator.image_size)) if size is None else size
-            channels = generator.channels if channels is None else channels
+            size, channels = _default_shape(root, size, channels)
         config = _config(size, channels, fit, max_pixels, multiframe)
         summary = run_ingest(
             path,
@@ -83,6 +93,30 @@ def ingest(
 MIN_DEFAULT_SIZE = 64
 """The smallest default size: what sources were always kept at; a build at a smaller size
 resizes them down, and one at a larger size needs them stored larger."""
+
+
+def _default_shape(root: Path, size: str | None, channels: int | None) -> tuple[str, int]:
+    """What `--size` / `--channels` default to: the shape the home's sources are stored at
+    when it has any (a home holds one shape, so after editing generator.image_size a
+    routine ingest still fits), else the build file's generator.image_size (at least
+    MIN_DEFAULT_SIZE) and generator.channels. Says so when the build file asks for larger
+    images than the home holds, as the build would refuse them."""
+    generator = load_config(None, home=root).generator
+    stored = stored_shape(root)
+    if stored is None:
+        wanted = str(max(MIN_DEFAULT_SIZE, generator.image_size))
+        return (wanted if size is None else size,
+                generator.channels if channels is None else channels)
+    width, height, depth = stored
+    if size is None and generator.image_size > min(width, height):
+        err_console.print(
+            f"note: this home's sources are stored at {width}x{height} px, so these are too; "
+            f"generator.image_size = {generator.image_size} is larger: set generator.image_size "
+            f"<= {min(width, height)}, or ingest into a new home with "
+            f"`consentgen ingest DIR --size {generator.image_size}`", highlight=False,
+            soft_wrap=True)
+    return (f"{width}x{height}" if size is None else size,
+            depth if channels is None else channels)
 
 
 def _config(size: str, channels: int, fit: str, max_pixels: int, multiframe: str) -> IngestConfig:

@@ -21,7 +21,9 @@ dropped silently and no bad file stops the run (DESIGN.md invariant 4). Decoding
   same record id with other subject, pixels or label is quarantined as
   `record_conflict`, never overwritten.
 - A catalog holds sources of one shape; an ingest with another size or channel count is
-  refused up front rather than mixing shapes.
+  refused up front rather than mixing shapes (`stored_shape` is what the CLI defaults to).
+- A label tag that identifies (PS3.15 Annex E, private tags) is refused before any file
+  is read: labels are published as class folder names.
 - Catalog writes are batched: one short transaction per `batch_size` files. PNGs are
   written before their rows, so an interrupted run leaves at most unreferenced PNGs,
   and running it again completes it.
@@ -44,8 +46,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from consentgen.errors import ConfigError
 from pipelines.catalog import Catalog, IngestRun
 from pipelines.steps.ingest_file import FileIntake, IngestConfig, IngestSummary, Known
-from validation.sources.dicom import resolve_tag
+from validation.sources.dicom import check_label_tag, resolve_tag
 from validation.sources.manifest import ManifestRow, read_manifest
+
 
 def ingest(
     path: str | os.PathLike[str],
@@ -71,9 +74,10 @@ def ingest(
             "say whose images these are: give --manifest FILE or --subject-from-tag TAG "
             "(exactly one)"
         )
-    for tag in (subject_from_tag, label_from_tag):
-        if tag is not None:
-            resolve_tag(tag)  # unknown tag names fail now, not per file
+    if label_from_tag is not None:
+        check_label_tag(label_from_tag)  # an identifying attribute never names a class
+    if subject_from_tag is not None:
+        resolve_tag(subject_from_tag)  # unknown tag names fail now, not per file
     catalog = Catalog(home)
     manifest_path = Path(os.path.abspath(manifest)) if manifest is not None else None
     entries = _manifest_entries(root, manifest_path) if manifest_path else None
@@ -138,6 +142,14 @@ def _manifest_entries(root: Path, manifest: Path) -> dict[str, ManifestRow]:
             f"{'; '.join(problems[:5])}{more}"
         )
     return entries
+
+
+def stored_shape(home: str | os.PathLike[str] | None) -> tuple[int, int, int] | None:
+    """The (width, height, channels) the home's sources are stored at, or None when it has
+    none yet (or, from before shapes were checked, more than one). A home holds one
+    shape, so this, not the build file, is what a further ingest must normalise to."""
+    shapes = Catalog(home).source_shapes()
+    return next(iter(shapes)) if len(shapes) == 1 else None
 
 
 def _check_shape(catalog: Catalog, config: IngestConfig) -> None:

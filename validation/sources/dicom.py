@@ -1,16 +1,18 @@
-"""DICOM pixel decoding for ingest: one displayable 8-bit frame from an untrusted file.
+"""DICOM at ingest: one displayable 8-bit frame from an untrusted file, and which of its
+attributes may become a label.
 
-What a radiologist would see is what we keep, so grayscale goes through the display
-pipeline of PS3.3 C.11: the Modality LUT (rescale slope/intercept or a LUT sequence),
-then the file's VOI LUT or first window (LINEAR, LINEAR_EXACT or SIGMOID) when
-`dicom_window="file"`, else a min-max stretch; MONOCHROME1 is inverted afterwards so
-that bright always means dense. Palette colour goes through its LUT, YBR is converted
-to RGB by pydicom, and RGB deeper than 8 bits is scaled by its Bits Stored.
+What a radiologist would see is what we keep: the display pipeline (Modality LUT, VOI
+LUT or window, MONOCHROME1 inverted, palette colour, deep RGB) is
+`validation.sources.dicom_display`; YBR is converted to RGB by pydicom.
 
 Compressed transfer syntaxes are decoded when pydicom has a plugin for them (Pillow
 covers JPEG baseline and JPEG 2000, pydicom itself RLE); otherwise the file is
 quarantined as `dicom_codec_unavailable` with the packages that would decode it. Files
 without pixel data (structured reports, RT plans) are `dicom_no_pixel_data`.
+
+A label is published (class folders, the public manifest, the data card), so
+`check_label_tag` refuses an attribute that identifies (PS3.15 Annex E,
+`ANNEX_E_IDENTIFYING`) before any file is read.
 """
 
 from __future__ import annotations
@@ -22,10 +24,9 @@ from typing import Any
 
 import numpy as np
 import pydicom
-from PIL import Image
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder
+from pydicom.pixels import get_decoder
 from pydicom.pixels import pixel_array as _pixel_array
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -37,12 +38,13 @@ from validation.sources.pixels import (
     check_frames,
     check_pixels,
     short_error,
-    stretch_to_unit,
-    unit_to_8bit,
 )
+from validation.sources.dicom_display import apply_window, to_image
+
+__all__ = ["ANNEX_E_IDENTIFYING", "apply_window", "check_label_tag", "decode_dicom",
+           "looks_like_dicom", "resolve_tag", "tag_keyword", "tag_text"]
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
-_COLOUR = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420"}
 _TAG_TEXT = re.compile(r"^\(?\s*([0-9a-fA-F]{4})\s*,?\s*([0-9a-fA-F]{4})\s*\)?$")
 
 
@@ -64,6 +66,164 @@ def resolve_tag(name: str) -> int:
     if tag is None:
         raise ConfigError(f"unknown DICOM tag {name!r}: use a keyword like PatientID or gggg,eeee")
     return int(tag)
+
+
+# DICOM PS3.15 Annex E (Attribute Confidentiality Profiles), Table E.1-1: the attributes
+# the Basic Application Level Confidentiality Profile removes or replaces because they
+# identify, or help identify, a patient, a clinician, an institution, a device or a
+# study. A label becomes a class folder name, a manifest column and a count on the data
+# card, so none of these may ever be one. The list holds the table's keywords by kind;
+# `check_label_tag` also refuses every attribute of a value representation that is never
+# a category (names, dates, times, ages, UIDs, free text, sequences), private tags, and
+# the overlay and curve repeating groups, so what the list misses they still catch.
+ANNEX_E_IDENTIFYING: frozenset[str] = frozenset(
+    # the patient: identity, demographics, history, contacts
+    """PatientName PatientID IssuerOfPatientID OtherPatientIDs OtherPatientIDsSequence
+    OtherPatientNames PatientBirthName PatientMotherBirthName PatientBirthDate PatientBirthTime
+    PatientAge PatientSex PatientSexNeutered PatientSize PatientWeight PatientAddress
+    PatientTelephoneNumbers CountryOfResidence RegionOfResidence EthnicGroup Occupation
+    PatientReligiousPreference MilitaryRank BranchOfService MedicalRecordLocator
+    PatientInsurancePlanCodeSequence InsurancePlanIdentification PatientPrimaryLanguageCodeSequence
+    PatientPrimaryLanguageModifierCodeSequence PatientComments PatientState
+    PatientTransportArrangements PatientInstitutionResidence ScheduledPatientInstitutionResidence
+    CurrentPatientLocation AdditionalPatientHistory MedicalAlerts Allergies SmokingStatus
+    PregnancyStatus LastMenstrualDate SpecialNeeds PreMedication ReferencedPatientSequence
+    ReferencedPatientAliasSequence ResponsiblePerson ResponsibleOrganization
+    ConfidentialityConstraintOnPatientDataDescription"""
+    # visits, admissions, orders and requests
+    """ AdmissionID IssuerOfAdmissionID AdmittingDate AdmittingTime AdmittingDiagnosesDescription
+    AdmittingDiagnosesCodeSequence DischargeDate DischargeTime DischargeDiagnosisDescription
+    ScheduledAdmissionDate ScheduledAdmissionTime ScheduledDischargeDate ScheduledDischargeTime
+    ServiceEpisodeID IssuerOfServiceEpisodeID ServiceEpisodeDescription VisitComments
+    AccessionNumber PlacerOrderNumberImagingServiceRequest FillerOrderNumberImagingServiceRequest
+    IssueDateOfImagingServiceRequest IssueTimeOfImagingServiceRequest OrderEnteredBy
+    OrderEntererLocation OrderCallbackPhoneNumber ReasonForTheImagingServiceRequest
+    ReasonForStudy RequestAttributesSequence RequestedProcedureID RequestedProcedureDescription
+    RequestedProcedureComments RequestedProcedureLocation RequestedContrastAgent
+    RequestingPhysician RequestingService ImagingServiceRequestComments"""
+    # the study, series and procedure: ids, descriptions, comments, results
+    """ StudyID StudyIDIssuer StudyDescription StudyComments SeriesDescription ProtocolName
+    AcquisitionComments AcquisitionProtocolDescription AcquisitionDeviceProcessingDescription
+    AcquisitionContextSequence ContrastBolusAgent DerivationDescription ImageComments
+    FrameComments ImagePresentationComments IdentifyingComments TextComments TextString
+    ModifiedImageDescription PerformedProcedureStepID PerformedProcedureStepDescription
+    CommentsOnThePerformedProcedureStep PerformedLocation ScheduledProcedureStepDescription
+    ScheduledProcedureStepLocation ScheduledStudyLocation ScheduledStudyLocationAETitle
+    ContentSequence ContributionDescription GraphicAnnotationSequence IconImageSequence
+    SourceImageSequence ReferencedImageSequence ReferencedStudySequence
+    ReferencedPerformedProcedureStepSequence ResultsComments ResultsIDIssuer
+    ResultsDistributionListSequence DistributionName DistributionAddress Impressions
+    InterpretationText InterpretationDiagnosisDescription InterpretationIDIssuer
+    TopicTitle TopicSubject TopicAuthor TopicKeywords ModifiedAttributesSequence
+    OriginalAttributesSequence DataSetTrailingPadding"""
+    # clinical trials
+    """ ClinicalTrialSponsorName ClinicalTrialProtocolID ClinicalTrialProtocolName
+    ClinicalTrialSiteID ClinicalTrialSiteName ClinicalTrialSubjectID ClinicalTrialSubjectReadingID
+    ClinicalTrialTimePointID ClinicalTrialTimePointDescription ClinicalTrialCoordinatingCenterName
+    ClinicalTrialProtocolEthicsCommitteeName ClinicalTrialProtocolEthicsCommitteeApprovalNumber
+    ClinicalTrialSeriesID ClinicalTrialSeriesDescription"""
+    # dates and times
+    """ StudyDate StudyTime SeriesDate SeriesTime AcquisitionDate AcquisitionTime
+    AcquisitionDateTime ContentDate ContentTime InstanceCreationDate InstanceCreationTime
+    InstanceCoercionDateTime OverlayDate OverlayTime CurveDate CurveTime
+    PerformedProcedureStepStartDate PerformedProcedureStepStartTime PerformedProcedureStepEndDate
+    PerformedProcedureStepEndTime ScheduledProcedureStepStartDate ScheduledProcedureStepStartTime
+    ScheduledProcedureStepEndDate ScheduledProcedureStepEndTime StartAcquisitionDateTime
+    EndAcquisitionDateTime ExpectedCompletionDateTime FrameAcquisitionDateTime
+    FrameReferenceDateTime DateOfLastCalibration TimeOfLastCalibration DateOfSecondaryCapture
+    TimeOfSecondaryCapture DateOfLastDetectorCalibration TimeOfLastDetectorCalibration
+    StructureSetDate StructureSetTime RTPlanDate RTPlanTime TreatmentDate TreatmentTime
+    RadiopharmaceuticalStartTime RadiopharmaceuticalStopTime RadiopharmaceuticalStartDateTime
+    RadiopharmaceuticalStopDateTime ContrastBolusStartTime ContrastBolusStopTime
+    InterventionDrugStartTime InterventionDrugStopTime DecayCorrectionDateTime
+    PresentationCreationDate PresentationCreationTime ObservationDateTime ContributionDateTime
+    DigitalSignatureDateTime TimezoneOffsetFromUTC"""
+    # institutions and stations
+    """ InstitutionName InstitutionAddress InstitutionCodeSequence InstitutionalDepartmentName
+    StationName StationAETitle PerformedStationName PerformedStationAETitle
+    PerformedStationNameCodeSequence PerformedStationGeographicLocationCodeSequence
+    ScheduledStationName ScheduledStationAETitle ScheduledStationNameCodeSequence
+    ScheduledStationGeographicLocationCodeSequence CustodialOrganizationSequence
+    HumanPerformerOrganization VerifyingOrganization"""
+    # physicians, operators, observers and other people
+    """ ReferringPhysicianName ReferringPhysicianAddress ReferringPhysicianTelephoneNumbers
+    ReferringPhysicianIdentificationSequence PerformingPhysicianName
+    PerformingPhysicianIdentificationSequence PhysiciansOfRecord
+    PhysiciansOfRecordIdentificationSequence NameOfPhysiciansReadingStudy
+    PhysiciansReadingStudyIdentificationSequence ScheduledPerformingPhysicianName
+    ScheduledPerformingPhysicianIdentificationSequence PhysicianApprovingInterpretation
+    OperatorsName OperatorIdentificationSequence HumanPerformerName ActualHumanPerformersSequence
+    ScheduledHumanPerformersSequence ContentCreatorName ContentCreatorIdentificationCodeSequence
+    AuthorObserverSequence ParticipantSequence VerifyingObserverName VerifyingObserverSequence
+    VerifyingObserverIdentificationCodeSequence ReviewerName PersonName PersonAddress
+    PersonTelephoneNumbers PersonIdentificationCodeSequence InterpretationAuthor
+    InterpretationRecorder InterpretationTranscriber InterpretationApproverSequence
+    NamesOfIntendedRecipientsOfResults IntendedRecipientsOfResultsIdentificationSequence"""
+    # devices
+    """ DeviceSerialNumber DeviceUID DeviceDescription DetectorID GantryID GeneratorID PlateID
+    CassetteID ModifyingDeviceID ModifyingDeviceManufacturer SourceSerialNumber"""
+    # UIDs and what signs or addresses instances
+    """ StudyInstanceUID SeriesInstanceUID SOPInstanceUID MediaStorageSOPInstanceUID
+    FrameOfReferenceUID SynchronizationFrameOfReferenceUID ReferencedFrameOfReferenceUID
+    RelatedFrameOfReferenceUID ReferencedSOPInstanceUID ReferencedSOPInstanceUIDInFile
+    AffectedSOPInstanceUID RequestedSOPInstanceUID FailedSOPInstanceUIDList ConcatenationUID
+    DimensionOrganizationUID IrradiationEventUID DoseReferenceUID FiducialUID TargetUID UID
+    InstanceCreatorUID CreatorVersionUID ContextGroupExtensionCreatorUID
+    TemplateExtensionCreatorUID TemplateExtensionOrganizationUID TransactionUID
+    ReferencedGeneralPurposeScheduledProcedureStepTransactionUID StorageMediaFileSetUID
+    StorageMediaFileSetID PaletteColorLookupTableUID LargePaletteColorLookupTableUID
+    DigitalSignatureUID DigitalSignaturesSequence ReferencedDigitalSignatureSequence
+    ReferencedSOPInstanceMACSequence MAC"""
+    # specimens (pathology)
+    """ SpecimenAccessionNumber SpecimenIdentifier SpecimenUID ContainerIdentifier
+    SpecimenDetailedDescription""".split()
+)
+
+NEVER_CATEGORICAL_VRS: frozenset[str] = frozenset(
+    {"PN", "DA", "DT", "TM", "AS", "UI", "LT", "ST", "UT", "SQ", "OB", "OW", "OF", "OD", "UN"})
+"""Value representations no class can be: person names, dates, times, ages, UIDs, free
+text, sequences and binary data."""
+
+CATEGORICAL_EXAMPLES = ("BodyPartExamined", "Modality", "ViewPosition", "Laterality")
+
+
+def check_label_tag(name: str) -> int:
+    """The tag of `name` if its values may name classes, else ConfigError in one line.
+
+    A label is published (class folders, the public manifest, counts on the data card),
+    so an attribute that identifies (PS3.15 Annex E, `ANNEX_E_IDENTIFYING`), one whose
+    values are never categories (`NEVER_CATEGORICAL_VRS`), a private tag (its meaning is
+    the vendor's, unknown to us), an overlay or curve, or a tag our dictionary does not
+    know is refused before any file is read.
+    """
+    tag = resolve_tag(name)
+    group = tag >> 16
+    keyword = keyword_for_tag(tag)
+    shown = keyword or f"({group:04X},{tag & 0xFFFF:04X})"
+    why = None
+    if group % 2:
+        why = "a private tag (what it holds is the vendor's, and may identify)"
+    elif 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:
+        why = "curve or overlay data (removed by DICOM PS3.15 Annex E)"
+    elif not keyword:
+        why = "not an attribute of the public DICOM dictionary"
+    elif keyword in ANNEX_E_IDENTIFYING:
+        why = "an identifying attribute (DICOM PS3.15 Annex E)"
+    elif _vr(tag) in NEVER_CATEGORICAL_VRS:
+        why = (f"an attribute of VR {_vr(tag)} (names, dates, times, ages, UIDs, free text "
+               "and sequences are never categories)")
+    if why is None:
+        return tag
+    examples = ", ".join(CATEGORICAL_EXAMPLES[:-1]) + f" or {CATEGORICAL_EXAMPLES[-1]}"
+    raise ConfigError(f"--label-from-tag {shown}: {why}; labels are published as class folder "
+                      f"names, so use a categorical one such as {examples}")
+
+
+def _vr(tag: int) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
 
 
 def tag_text(ds: Dataset, tag: int) -> str | None:
@@ -89,7 +249,7 @@ def decode_dicom(data: bytes, config: DecodeConfig, *, tags: tuple[str, ...] = (
         wanted = {name: tag_text(ds, resolve_tag(name)) for name in tags}
         arr = _first_frame(ds, header["frames"])
         notes = list(header["notes"])
-        image = _to_image(arr, ds, header["photometric"], config, notes)
+        image = to_image(arr, ds, header["photometric"], config, notes)
     return DecodedImage(
         image=image,
         format="DICOM",
@@ -205,111 +365,6 @@ def _pixel_reason(text: str) -> Reason:
     if any(m in text for m in ("less than", "truncat", "end of file", "insufficient")):
         return Reason.TRUNCATED
     return Reason.CORRUPT_IMAGE
-
-
-def _to_image(
-    arr: np.ndarray, ds: Dataset, photometric: str, config: DecodeConfig, notes: list[str]
-) -> Image.Image:
-    if photometric in ("MONOCHROME1", "MONOCHROME2"):
-        if arr.ndim != 2:
-            raise DecodeError(Reason.CORRUPT_IMAGE, f"grayscale frame has shape {arr.shape}")
-        unit = _display_gray(arr, ds, config, notes)
-        if photometric == "MONOCHROME1":
-            unit = 1.0 - unit
-            notes.append("MONOCHROME1 inverted")
-        return unit_to_8bit(unit)
-    if photometric == "PALETTE COLOR":
-        try:
-            rgb = apply_color_lut(arr, ds)
-        except Exception as exc:
-            raise DecodeError(Reason.CORRUPT_IMAGE, f"palette: {short_error(exc)}") from exc
-        notes.append("palette applied")
-        return _rgb(rgb, 8 * rgb.dtype.itemsize)
-    if photometric in _COLOUR:
-        if arr.ndim != 3 or arr.shape[-1] != 3:
-            raise DecodeError(Reason.CORRUPT_IMAGE, f"colour frame has shape {arr.shape}")
-        return _rgb(arr, int(ds.get("BitsStored", 8)))
-    raise DecodeError(
-        Reason.DICOM_UNSUPPORTED_PHOTOMETRIC, f"photometric interpretation {photometric!r}"
-    )
-
-
-def _rgb(arr: np.ndarray, bits: int) -> Image.Image:
-    """Colour of any stored depth to 8 bits per channel, scaled by its full range."""
-    return unit_to_8bit(np.asarray(arr, dtype=np.float64) / float(2**bits - 1))
-
-
-def _display_gray(
-    arr: np.ndarray, ds: Dataset, config: DecodeConfig, notes: list[str]
-) -> np.ndarray:
-    """Modality LUT, then the file's VOI (LUT or window) or a min-max stretch, to [0, 1]."""
-    try:
-        values = apply_modality_lut(arr, ds)
-    except Exception as exc:
-        raise DecodeError(Reason.CORRUPT_IMAGE, f"modality LUT: {short_error(exc)}") from exc
-    if "RescaleSlope" in ds or "ModalityLUTSequence" in ds:
-        notes.append("modality rescale applied")
-    if not np.isfinite(np.asarray(values, dtype=np.float64)).all():
-        raise DecodeError(Reason.NONFINITE_PIXELS, "pixels include NaN or infinity")
-    if config.dicom_window == "file":
-        if ds.get("VOILUTSequence"):
-            try:
-                shown = apply_voi_lut(values, ds, index=0, prefer_lut=True)
-            except Exception as exc:
-                raise DecodeError(Reason.CORRUPT_IMAGE, f"VOI LUT: {short_error(exc)}") from exc
-            notes.append("VOI LUT applied")
-            return stretch_to_unit(shown, notes)
-        window = _window(ds)
-        if window is not None:
-            center, width, function = window
-            notes.append(f"window {function} center {center:g} width {width:g} applied")
-            return apply_window(values, center, width, function)
-    return stretch_to_unit(values, notes)
-
-
-def _window(ds: Dataset) -> tuple[float, float, str] | None:
-    """The first (center, width, function) of the file, or None when absent or unusable."""
-    if "WindowCenter" not in ds or "WindowWidth" not in ds:
-        return None
-    try:
-        center, width = (_first_number(ds.WindowCenter), _first_number(ds.WindowWidth))
-        function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
-    except (TypeError, ValueError, IndexError):
-        return None
-    usable = (
-        np.isfinite(center)
-        and np.isfinite(width)
-        and (width >= 1 if function == "LINEAR" else width > 0)
-    )
-    return (center, width, function) if usable and function in _WINDOWS else None
-
-
-def _first_number(value: Any) -> float:
-    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
-        value = value[0]
-    return float(value)
-
-
-def _linear(x: np.ndarray, c: float, w: float) -> np.ndarray:  # PS3.3 C.11.2.1.2.1
-    if w <= 1:
-        return (x > c - 0.5).astype(np.float64)
-    return np.clip((x - (c - 0.5)) / (w - 1) + 0.5, 0.0, 1.0)
-
-
-def _linear_exact(x: np.ndarray, c: float, w: float) -> np.ndarray:  # C.11.2.1.3.2
-    return np.clip((x - c) / w + 0.5, 0.0, 1.0)
-
-
-def _sigmoid(x: np.ndarray, c: float, w: float) -> np.ndarray:  # C.11.2.1.3.1
-    return 1.0 / (1.0 + np.exp(np.clip(-4.0 * (x - c) / w, -700, 700)))
-
-
-_WINDOWS = {"LINEAR": _linear, "LINEAR_EXACT": _linear_exact, "SIGMOID": _sigmoid}
-
-
-def apply_window(values: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
-    """A DICOM VOI window mapped to [0, 1] (not to the stored bit range, as pydicom does)."""
-    return _WINDOWS[function](np.asarray(values, dtype=np.float64), center, width)
 
 
 def tag_keyword(tag: int) -> str:

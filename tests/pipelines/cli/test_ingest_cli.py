@@ -11,8 +11,10 @@ import pydicom
 import pytest
 from typer.testing import CliRunner
 
+from consentgen.errors import ConfigError
 from pipelines.catalog import Catalog
 from pipelines.cli import app
+from pipelines.steps.ingest import ingest as run_ingest
 from tests import files as f
 
 runner = CliRunner()
@@ -147,3 +149,61 @@ def test_sources_are_stored_at_the_build_files_size_by_default(tmp_path: Path, h
                                  "--home", str(other)])
     assert result.exit_code == 0, result.output
     assert Catalog(other).source_shapes() == {(128, 128, 1)}
+
+
+@pytest.mark.parametrize("tag", ["PatientName", "PatientBirthDate", "AccessionNumber", "StudyDate",
+                                 "InstitutionName", "ReferringPhysicianName", "StudyDescription",
+                                 "0010,0020", "0029,1010"])
+def test_an_identifying_label_tag_is_refused_before_anything_is_read(
+        tmp_path: Path, home: Path, tag: str) -> None:
+    """Labels are published as class folders: an identifying attribute (PS3.15 Annex E) or a
+    private tag is refused in one line, before the folder (here: none) is even looked at."""
+    result = runner.invoke(app, ["ingest", str(tmp_path / "no-such-folder"), "--subject-from-tag",
+                                 "PatientID", "--label-from-tag", tag])
+    assert result.exit_code == 1 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    shown = {"0010,0020": "PatientID", "0029,1010": "(0029,1010)"}.get(tag, tag)
+    assert line.startswith(f"error: --label-from-tag {shown}: ")
+    assert "no such file" not in line
+    assert line.endswith("such as BodyPartExamined, Modality, ViewPosition or Laterality")
+    assert Catalog(home).runs() == []
+
+
+def test_the_step_refuses_an_identifying_label_tag_too(tmp_path: Path, home: Path) -> None:
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    _mr_slice(folder / "head.dcm", "p1", "HEAD")
+    with pytest.raises(ConfigError, match=r"^--label-from-tag PatientName: an identifying"):
+        run_ingest(folder, subject_from_tag="PatientID", label_from_tag="PatientName", home=home)
+    assert Catalog(home).sources() == [] and Catalog(home).runs() == []
+
+
+def test_a_home_with_sources_ingests_more_at_their_shape(tmp_path: Path, home: Path) -> None:
+    """After generator.image_size is edited, a routine ingest without --size still fits the
+    home (one shape per home), and says what the build will need."""
+    folder, manifest = make_folder(tmp_path)
+    first = runner.invoke(app, ["ingest", str(folder / "a.png"), "--manifest", str(manifest),
+                                "--size", "48", "--channels", "3"])
+    assert first.exit_code == 0, first.output
+    build_file = home / "consentgen.toml"
+    text = build_file.read_text(encoding="utf-8")
+    build_file.write_text(text.replace("# image_size = 32", "image_size = 128"), encoding="utf-8")
+
+    more = runner.invoke(app, ["ingest", str(folder / "b.jpg"), "--manifest", str(manifest)])
+    assert more.exit_code == 0, more.output
+    assert Catalog(home).source_shapes() == {(48, 48, 3)} and len(Catalog(home).sources()) == 2
+    assert " ".join(more.stderr.split()) == (
+        "note: this home's sources are stored at 48x48 px, so these are too; "
+        "generator.image_size = 128 is larger: set generator.image_size <= 48, or ingest into a "
+        "new home with `consentgen ingest DIR --size 128`")
+
+    asked = runner.invoke(app, ["ingest", str(folder / "b.jpg"), "--manifest", str(manifest),
+                                "--size", "128"])  # an explicit other size is still refused
+    assert asked.exit_code == 1 and "holds sources of shape 48x48x3" in asked.stderr
+    grey = runner.invoke(app, ["ingest", str(folder / "b.jpg"), "--manifest", str(manifest),
+                               "--channels", "1"])
+    assert grey.exit_code == 1 and "48x48x1" in grey.stderr
+
+    build_file.write_text(text.replace("# image_size = 32", "image_size = 40"), encoding="utf-8")
+    quiet = runner.invoke(app, ["ingest", str(folder / "b.jpg"), "--manifest", str(manifest)])
+    assert quiet.exit_code == 0 and "note:" not in quiet.stderr  # 40 <= 48: nothing to say
