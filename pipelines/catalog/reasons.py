@@ -24,6 +24,10 @@ class ExclusionReason(StrEnum):
     """Consent holds, but the record has no label and the build is class-conditional."""
     NOT_IN_CLASSES = "LabelNotInClasses"
     """Consent holds, but the record's label is not in the build file's `labels.classes`."""
+    SMALL_CLASS = "SmallClass"
+    """Consent holds, but the record's class has fewer eligible subjects than
+    `labels.min_subjects_per_class`: a class folder backed by so few people would point at
+    them, so the class is not trained and its name is not published."""
 
     @classmethod
     def for_status(cls, status: ConsentStatus | None) -> ExclusionReason:

@@ -15,11 +15,19 @@ it (a model trained under another mapping is never reused).
 - `labels.mode`: auto is conditional when a consenting subject's record carries a label,
   else unconditional; conditional excludes unlabelled records (`UnknownLabel`);
   unconditional ignores labels and has the one class `labels.unlabelled`.
+- A class name is published (class folders, the manifest, the expectations' label set),
+  so a class that some but fewer than `labels.min_subjects_per_class` eligible subjects
+  stand behind is left out of a conditional build (`small_classes`): its records are
+  excluded as `SmallClass` and it leaves the class list. That is decided from the
+  snapshot's eligible subjects alone (consent and label, never holdout or shard), so the
+  same snapshot and build file always give the same list; the list then changes with
+  consent only when a class crosses the floor. A class no eligible subject stands
+  behind at all is not small but missing: the build refuses it, saying what to change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +65,11 @@ class ClassList:
     def labels_at(self, indices: Iterable[int]) -> list[str]:
         return [self.labels[int(i)] for i in indices]
 
+    def without(self, labels: Collection[str]) -> ClassList:
+        """The same list, in the same order, less `labels`."""
+        return ClassList(tuple(label for label in self.labels if label not in labels),
+                         self.conditional)
+
     def rows(self, snapshot_id: str) -> list[SnapshotClass]:
         return [SnapshotClass(snapshot_id=snapshot_id, class_index=i, label=label,
                               conditional=self.conditional) for i, label in enumerate(self.labels)]
@@ -83,6 +96,14 @@ def plan_classes(sources: Sequence[SourceRecord], consenting: Collection[str],
                               f"share the folder {folder!r}; give them different names")
         folders[folder] = label
     return ClassList(labels, True)
+
+
+def small_classes(subjects_by_label: Mapping[str, Collection[str]], minimum: int) -> frozenset[str]:
+    """The labels that at least one but fewer than `minimum` eligible subjects stand behind
+    (`subjects_by_label`: each class's eligible subjects, every role): published, such a
+    class would point at those few people."""
+    return frozenset(label for label, subjects in subjects_by_label.items()
+                     if 0 < len(set(subjects)) < minimum)
 
 
 def snapshot_classes(catalog: Catalog, snapshot_id: str) -> ClassList:

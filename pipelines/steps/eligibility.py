@@ -2,8 +2,9 @@
 
 Opt-in by default: a record is eligible only if its subject's consent for the purpose
 holds at the snapshot time as of the snapshot's head, and its label is one the build
-trains on (`pipelines.steps.classes`). Every other record is written down as an exclusion
-with its reason. A build that could not train what it asks for stops here, before any
+trains on (`pipelines.steps.classes`), of a class at least `labels.min_subjects_per_class`
+eligible subjects stand behind (else `SmallClass`: a published class name must not point
+at a few people). Every other record is written down as an exclusion with its reason. A build that could not train what it asks for stops here, before any
 training, with one line saying why and what to change. Eligible subjects are split into SISA shards and a small,
 stable holdout (consented records kept out of training for the privacy and utility
 figures).
@@ -24,7 +25,7 @@ from pipelines.catalog.lineage import eligible_records, exclusions
 from pipelines.catalog.reasons import ExclusionReason
 from pipelines.settings import BuildConfig
 from pipelines.steps.conditioning import check_weights
-from pipelines.steps.classes import ClassList, plan_classes, snapshot_classes
+from pipelines.steps.classes import ClassList, plan_classes, small_classes, snapshot_classes
 
 
 def is_holdout(subject_id: str, fraction: float) -> bool:
@@ -54,6 +55,10 @@ class EligibleSet:
 def select_eligible(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: BuildConfig) -> EligibleSet:
     """Decide, record and return the snapshot's eligible records, exclusions and classes.
 
+    A class that some but fewer than `labels.min_subjects_per_class` of the eligible
+    subjects (consent and label, every role) stand behind leaves the class list, and its
+    records are excluded as `SmallClass` (`pipelines.steps.classes.small_classes`).
+
     Raises (before anything is recorded, so before any training) `NoEligibleRecordsError`
     when no record may be used, and `TooFewRecordsError` when a shard or a class would get
     no training record; each says in one line what to change. An img2img build without
@@ -66,17 +71,30 @@ def select_eligible(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config
     sources = catalog.sources()
     classes = plan_classes(sources, granted, config)
     known = set(classes.labels)
+    reasons: dict[str, ExclusionReason] = {}
+    for source in sources:
+        subject = source.subject_id
+        if subject not in granted:
+            state = states.get(subject)
+            reasons[source.record_id] = ExclusionReason.for_status(state.status if state else None)
+        elif classes.conditional and source.label is None:
+            reasons[source.record_id] = ExclusionReason.UNKNOWN_LABEL
+        elif classes.conditional and source.label not in known:
+            reasons[source.record_id] = ExclusionReason.NOT_IN_CLASSES
+    small: frozenset[str] = frozenset()
+    if classes.conditional:
+        backers: dict[str, set[str]] = {}
+        for source in sources:
+            if source.record_id not in reasons:
+                backers.setdefault(str(source.label), set()).add(source.subject_id)
+        small = small_classes(backers, config.labels.min_subjects_per_class)
+        classes = classes.without(small)
     records, exclusions = [], []
     for source in sources:
         subject = source.subject_id
-        reason = None
-        if subject not in granted:
-            state = states.get(subject)
-            reason = ExclusionReason.for_status(state.status if state else None)
-        elif classes.conditional and source.label is None:
-            reason = ExclusionReason.UNKNOWN_LABEL
-        elif classes.conditional and source.label not in known:
-            reason = ExclusionReason.NOT_IN_CLASSES
+        reason = reasons.get(source.record_id)
+        if reason is None and source.label in small:
+            reason = ExclusionReason.SMALL_CLASS
         if reason is not None:
             exclusions.append(Exclusion(snapshot_id=snapshot.snapshot_id, record_id=source.record_id,
                                         subject_id=subject, reason=reason))
@@ -105,14 +123,19 @@ def check_enough(chosen: EligibleSet, sources: Sequence[SourceRecord], purpose: 
     and class it asks for, or only on sources stored smaller than it generates."""
     size = config.generator.image_size
     stored = min(((s.width, s.height) for s in sources), key=min, default=None)
-    if stored is not None and min(stored) < size:
+    if stored is not None and min(stored) < size:  # a home holds one size: re-ingesting fails
         raise BuildInputError(
-            f"generator.image_size = {size} is larger than the sources, stored at "
-            f"{stored[0]}x{stored[1]} px: re-ingest them with `consentgen ingest DIR --size {size}`")
+            f"generator.image_size = {size} is larger than the sources of this home (stored at "
+            f"{stored[0]}x{stored[1]} px): set generator.image_size <= {min(stored)}, or ingest "
+            f"into a new home with `consentgen ingest DIR --size {size}`")
     if not chosen.records:
         counts = chosen.exclusion_counts()
         why = ", ".join(f"{reason} {n}" for reason, n in counts.items())
         hint = "" if sources else " (ingest images with `consentgen ingest` first)"
+        if counts.get(ExclusionReason.SMALL_CLASS):
+            hint = (f"; every class has fewer than labels.min_subjects_per_class = "
+                    f"{config.labels.min_subjects_per_class} eligible subjects (grant more "
+                    'subjects, or labels.mode = "unconditional")')
         raise NoEligibleRecordsError(
             f"no eligible records for purpose {purpose}: {len(sources)} sources, "
             f"{len(chosen.exclusions)} excluded" + (f" ({why})" if why else "") + hint)

@@ -158,7 +158,8 @@ def test_integer_labels_are_their_decimal_text_and_take_names(home: Path) -> Non
     for subject in "abc":
         ledger.grant(subject, PURPOSE)
     named = config(shards=1, holdout_fraction=0.0, generator={"image_size": 16},
-                   labels=LabelSettings(names={"01": "one", "10": "ten"}))
+                   labels=LabelSettings(names={"01": "one", "10": "ten"},
+                                        min_subjects_per_class=1))
     chosen = select_eligible(Catalog(home), ledger, take_snapshot(ledger, Catalog(home), PURPOSE),
                              named)
     assert chosen.classes.labels == ("1", "10")  # numerically: "10" after "1" (and "2")
@@ -218,14 +219,21 @@ def test_too_few_records_for_the_shards_or_classes_says_what_to_change(home: Pat
     assert {e.reason for e in chosen.exclusions} == {"ConsentWithdrawn"}
 
 
-def test_a_build_larger_than_its_sources_says_to_reingest(home: Path) -> None:
+def test_a_build_larger_than_its_sources_says_what_works(home: Path) -> None:
+    """A home holds one size (ingest refuses another), so the way out is a smaller build or
+    a new home, never a re-ingest into this one."""
     ledger = shapes_home(home, labels=True)
     catalog = Catalog(home)
     snapshot = take_snapshot(ledger, catalog, PURPOSE)
-    with pytest.raises(BuildInputError, match=r"generator.image_size = 32 is larger than the "
-                                              r"sources, stored at 16x16 px: re-ingest them with "
-                                              r"`consentgen ingest DIR --size 32`$"):
+    with pytest.raises(BuildInputError) as refused:
         select_eligible(catalog, ledger, snapshot, config(generator={"image_size": 32}))
+    assert str(refused.value) == (
+        "generator.image_size = 32 is larger than the sources of this home (stored at 16x16 "
+        "px): set generator.image_size <= 16, or ingest into a new home with `consentgen ingest "
+        "DIR --size 32`")
+    assert catalog.select(Exclusion) == []
+    chosen = select_eligible(catalog, ledger, snapshot, config(generator={"image_size": 16}))
+    assert len(chosen.records) == len(SHAPES) * PER_SHAPE
 
 
 def test_the_class_list_is_in_each_shard_models_fingerprint(home: Path) -> None:
