@@ -30,6 +30,8 @@ TINY = """\
 profile = "test"
 shards = 2
 images_per_shard = 4
+[labels]
+min_subjects_per_class = 1
 [generator]
 preset = "tiny"
 image_size = 16
