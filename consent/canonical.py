@@ -53,7 +53,10 @@ def _canonical_value(key: str, value: Any) -> str | int | None:
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise TypeError(f"{key}: naive datetime is not canonical")
-        return value.astimezone(UTC).strftime(TIME_FORMAT)
+        # isoformat, not strftime: C's %Y drops the leading zeros of years before 1000
+        # ("999-06-01") while DuckDB's keeps them ("0999-06-01"); the ledger refuses such
+        # years anyway (`consent.events.EARLIEST`), this keeps the twins equal regardless.
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
     if hasattr(value, "value") and isinstance(value.value, str):  # str enums
         return value.value
     raise TypeError(f"{key}: {type(value).__name__} values are not canonical")

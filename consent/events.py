@@ -20,6 +20,17 @@ from consentgen.errors import InvalidEventError
 
 MAX_TEXT = 256
 PURPOSE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+"""The times the ledger accepts (UTC, inclusive). A consent fact from before 1900 or after
+2999 is a typo, and the canonical encoding is only pinned to its SQL twin over this range
+(four-digit years: `999-06-01` in one and `0999-06-01` in the other once wedged a ledger)."""
+_RANGE = "1900-01-01..2999-12-31 (UTC)"
+# Bidirectional controls: embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069)
+# and the marks (U+200E, U+200F, U+061C). All are format characters (Cf) as well; listed
+# so the refusal can say what it found.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                          "\u2066\u2067\u2068\u2069")
 
 
 class Action(StrEnum):
@@ -33,7 +44,13 @@ def to_utc(value: datetime, field: str) -> datetime:
         raise ValueError(f"{field} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{field} is a naive datetime (no time zone); add Z or +00:00")
-    return value.astimezone(UTC)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past datetime.max in UTC
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise ValueError(f"{field} {value.isoformat()} is outside the ledger's range {_RANGE}")
+    return utc
 
 
 def utc_now() -> datetime:
@@ -52,6 +69,36 @@ def _check_text(value: str, field: str, *, allow_empty: bool = False) -> str:
     if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
         raise ValueError(f"{field} contains control characters: {value!r}")
     return value
+
+
+def subject_key(value: str) -> str:
+    """The form a subject id is stored and looked up in (NFC). Readers use this alone: a
+    lookup of an id no writer would accept today finds what an older ledger holds for it,
+    and nothing otherwise, instead of failing a reconcile or a build."""
+    return unicodedata.normalize("NFC", value)
+
+
+def normalise_subject_id(value: str, field: str = "subject_id") -> str:
+    """A subject id as the ledger keys it: NFC-normalised, never invisible or spoofed.
+
+    Every writer (grant, revoke, import, the API) goes through here, and every reader
+    (status, the log) through the same `subject_key`, so "josé" typed as e + U+0301 (NFD) and as U+00E9 (NFC) are one subject,
+    and an id that renders as another (a U+202E prefix, a zero-width space, a byte-order
+    mark) is refused rather than recorded as a subject nobody can find again.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a string")
+    value = subject_key(value)
+    if not value.strip():
+        raise ValueError(f"{field} is empty")
+    for ch in value:
+        kind = unicodedata.category(ch)
+        if ch in BIDI_CONTROLS or kind in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            what = ("a bidirectional control" if ch in BIDI_CONTROLS else
+                    {"Cc": "a control character", "Cf": "an invisible format character",
+                     "Cs": "a lone surrogate"}.get(kind, "a line separator"))
+            raise ValueError(f"{field} contains {what} (U+{ord(ch):04X}); ids must be visible text")
+    return _check_text(value, field)
 
 
 def parse_utc(value: Any, field: str) -> datetime:
@@ -82,10 +129,15 @@ class ConsentEvent(BaseModel):
     actor: str = "unknown"
     source: str = ""
 
-    @field_validator("event_id", "subject_id", "actor")
+    @field_validator("event_id", "actor")
     @classmethod
     def _text(cls, value: str, info) -> str:
         return _check_text(value, info.field_name)
+
+    @field_validator("subject_id")
+    @classmethod
+    def _subject(cls, value: str) -> str:
+        return normalise_subject_id(value)
 
     @field_validator("source")
     @classmethod

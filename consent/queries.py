@@ -18,6 +18,7 @@ from consent.rows import SELECT_EVENTS, TIME_COLUMNS, row_to_event
 from consent.state import ConsentState, status_of
 from consent.store import EVENT_COLUMNS, to_db_time
 from consentgen.duck import fetch_one
+from consentgen.errors import InvalidEventError
 
 # The deciding event per subject for one purpose at a time, as of a sequence number.
 _DECIDING_SQL = f"""
@@ -46,8 +47,14 @@ _MAX_SEQ = 2**62
 
 
 def moment(at: datetime | None) -> datetime:
-    """The instant a query asks about: now, or `at` in UTC."""
-    return utc_now() if at is None else to_utc(at, "at")
+    """The instant a query asks about: now, or `at` in UTC (refused as an event's times
+    are: naive, or outside the ledger's range)."""
+    if at is None:
+        return utc_now()
+    try:
+        return to_utc(at, "at")
+    except ValueError as exc:
+        raise InvalidEventError(str(exc)) from None
 
 
 def _window(purpose: str, when: datetime, as_of_seq: int | None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consent.events import EARLIEST, LATEST, ConsentEvent
 from consent.canonical import (
     CANONICAL_SQL,
     DOMAIN_PREFIX,
@@ -101,8 +102,11 @@ def test_domain_prefix_separates_from_plain_sha256() -> None:
 text = st.text(
     alphabet=st.characters(blacklist_categories=("Cc", "Cs")), min_size=0, max_size=24
 )
-instants = st.datetimes(
-    min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+# Every time the ledger accepts (`consent.events.EARLIEST`..`LATEST`, UTC), edges included.
+instants = st.one_of(
+    st.datetimes(min_value=EARLIEST.replace(tzinfo=None), max_value=LATEST.replace(tzinfo=None),
+                 timezones=st.just(UTC)),
+    st.sampled_from([EARLIEST, LATEST, datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)]),
 )
 
 
@@ -118,6 +122,11 @@ def test_sql_twin_encodes_and_hashes_byte_for_byte(seq, strings, times, has_expi
     fields = dict(zip(("event_id", "subject_id", "purpose", "actor", "source"), strings, strict=True))
     fields.update(seq=seq, action="revoke", effective_at=times[0],
                   expires_at=times[1] if has_expiry else None, recorded_at=times[2])
+    assert sql_twin(fields, prev) == (canonical_bytes(fields), chain_hash(prev, canonical_bytes(fields)))
+
+
+def sql_twin(fields: dict, prev: str) -> tuple[bytes, str]:
+    """The SQL twin's encoding and hash of one event, through a real DuckDB table."""
     con = duckdb.connect()
     con.execute(
         "CREATE TABLE events (seq BIGINT, event_id VARCHAR, subject_id VARCHAR, purpose VARCHAR, "
@@ -130,5 +139,35 @@ def test_sql_twin_encodes_and_hashes_byte_for_byte(seq, strings, times, has_expi
         "$expires_at, $recorded_at, $actor, $source, $prev)", {**naive, "prev": prev},
     )
     encoded, hashed = con.execute(f"SELECT {CANONICAL_SQL}, {HASH_SQL} FROM events").fetchall()[0]
-    assert encoded.encode() == canonical_bytes(fields)
-    assert hashed == chain_hash(prev, canonical_bytes(fields))
+    return encoded.encode(), hashed
+
+
+@settings(max_examples=60, deadline=None)
+@given(when=instants)
+def test_every_accepted_time_is_accepted_at_the_boundary(when: datetime) -> None:
+    event = ConsentEvent(subject_id="s", purpose="p", action="grant", effective_at=when.isoformat())
+    assert event.effective_at == when
+
+
+@pytest.mark.parametrize("year", [1, 999, 1000, 9999])
+def test_the_twins_agree_on_four_digit_years_even_outside_the_accepted_range(year: int) -> None:
+    """Years the boundary refuses still encode alike: Python pads them as DuckDB does."""
+    fields = {**E1, "effective_at": datetime(year, 6, 1, tzinfo=UTC)}
+    assert f'"effective_at":"{year:04d}-06-01T00:00:00.000000Z"' in canonical_bytes(fields).decode()
+    assert sql_twin(fields, GENESIS_HASH) == (canonical_bytes(fields),
+                                              chain_hash(GENESIS_HASH, canonical_bytes(fields)))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("effective_at", "0999-06-01T00:00:00Z"), ("effective_at", "0001-01-01T00:00:00Z"),
+     ("effective_at", "1899-12-31T23:59:59.999999Z"), ("effective_at", "3000-01-01T00:00:00Z"),
+     ("effective_at", "1900-01-01T00:30:00+01:00"), ("effective_at", "9999-12-31T23:59:59-01:00"),
+     ("expires_at", "9999-12-31T23:59:59+00:00"), ("expires_at", datetime(3000, 1, 1, tzinfo=UTC))],
+)
+def test_times_outside_1900_to_2999_are_refused_naming_the_field(field: str, value: object) -> None:
+    from consentgen.errors import InvalidEventError
+
+    with pytest.raises(InvalidEventError, match=rf"^{field}: .*outside the ledger's range 1900-01-01\.\.2999-12-31"):
+        ConsentEvent.parse({"subject_id": "s", "purpose": "p", "action": "grant",
+                            "effective_at": "2026-01-01T00:00:00Z", field: value})
