@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from consent.events import ConsentEvent, describe_validation_error, utc_now
+from consent.import_file import read_import_text
 from consent.ledger import AppendResult, Ledger
 from consent.state import ConsentStatus, event_status
 from consentgen.errors import (
@@ -81,14 +82,14 @@ def derived_event_id(event: ConsentEvent) -> str:
 def read_events(path: str | Path) -> list[tuple[int, ConsentEvent]]:
     """Parse a CSV or JSON Lines file into (line number, event) pairs, or reject it whole."""
     path = Path(path)
-    text = _read_text(path)
     suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".ndjson"):
+        raise ConfigError(f"{path}: unknown import format {suffix!r}; use .csv or .jsonl")
+    text = read_import_text(path)
     if suffix == ".csv":
         parsed, problems = _parse_csv(text)
-    elif suffix in (".jsonl", ".ndjson"):
-        parsed, problems = _parse_jsonl(text)
     else:
-        raise ConfigError(f"{path}: unknown import format {suffix!r}; use .csv or .jsonl")
+        parsed, problems = _parse_jsonl(text)
     parsed = [(line, event if given else event.model_copy(
                   update={"event_id": derived_event_id(event)}))
               for line, event, given in parsed]
@@ -119,21 +120,6 @@ def append_events(ledger: Ledger, path: str | Path,
             if event.event_id in conflicting
         ]
         raise ImportRejectedError(str(path), problems) from None
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not an event file") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: permission denied") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
 
 
 _Parsed = tuple[int, ConsentEvent, bool]
