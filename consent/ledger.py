@@ -12,7 +12,7 @@ the log) and `consent.integrity` (verification).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -22,11 +22,11 @@ import duckdb
 import pyarrow as pa
 
 from consent import queries
-from consent.events import ConsentEvent, LedgerEvent
-from consent.integrity import verify_chain
+from consent.events import ConsentEvent, LedgerEvent, subject_key
+from consent.integrity import snapshot_tables, verify_tables
 from consent.rows import Head, read_head
 from consent.state import ConsentState
-from consent.store import connect, create_schema
+from consent.store import connect, ensure_writable_schema
 from consent.writer import AppendResult, LedgerWriter
 from consentgen.duck import DEFAULT_MAX_WAIT_S
 from consentgen.home import ledger_path
@@ -55,7 +55,7 @@ class Ledger:
     def init(self) -> Head:
         """Create the ledger file and its tables if missing; return the head."""
         with self._writable() as con:
-            create_schema(con)
+            ensure_writable_schema(con, self.path)
             return read_head(con)
 
     def append(self, event: ConsentEvent) -> LedgerEvent:
@@ -101,7 +101,7 @@ class Ledger:
     ) -> ConsentState:
         """Consent of one subject for one purpose at `at` (default now), as the ledger knew
         it at `as_of_seq` (default: everything recorded so far)."""
-        return self._at(queries.state, subject_id, purpose, at=at, as_of_seq=as_of_seq)
+        return self._at(queries.state, subject_key(subject_id), purpose, at=at, as_of_seq=as_of_seq)
 
     def states(
         self, purpose: str, at: datetime | None = None, *, as_of_seq: int | None = None
@@ -126,7 +126,8 @@ class Ledger:
         """Events in sequence order, optionally for one subject / purpose / after a cursor."""
         with self._reader() as con:
             return queries.events(
-                con, subject_id=subject_id, purpose=purpose, after_seq=after_seq, limit=limit
+                con, subject_id=None if subject_id is None else subject_key(subject_id),
+                purpose=purpose, after_seq=after_seq, limit=limit,
             )
 
     def purposes(self) -> list[str]:
@@ -143,15 +144,23 @@ class Ledger:
 
     # --- integrity -----------------------------------------------------------------------
 
-    def verify(self, anchor: Head | None = None) -> Head:
+    def verify(
+        self, anchor: Head | None = None, *, anchors: Mapping[str, Head] | None = None
+    ) -> Head:
         """Recompute the whole chain; raise `LedgerIntegrityError` at the first bad sequence.
 
-        Besides every hash and link, the ledger's own `heads` log and an optional external
-        `anchor` (e.g. the head a release recorded) must still be found in the chain, so a
-        truncated tail is caught too.
+        Besides every hash and link, the ledger's own `heads` log, an optional `anchor` and
+        the named `anchors` (e.g. {"release v0003": the head it recorded}) must still be
+        found in the chain, so a truncated tail, and a chain rewritten consistently since an
+        anchor was taken, are caught too; a failing anchor is named. The file is held only
+        while its tables are copied; the hashing runs after it is closed.
         """
         with self._reader() as con:
-            return verify_chain(con, anchor)
+            tables = snapshot_tables(con)
+        named: dict[str | None, Head] = dict(anchors or {})
+        if anchor is not None:
+            named[None] = anchor
+        return verify_tables(tables, named)
 
     # --- connections ---------------------------------------------------------------------
 

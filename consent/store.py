@@ -93,6 +93,52 @@ def has_schema(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(found and found[0])
 
 
+# The columns each table must still have for the chain to be checked and extended.
+REQUIRED = {"events": EVENT_COLUMNS, "heads": ("seq", "hash", "recorded_at")}
+
+
+def missing_parts(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """Tables (value: every required column) or columns that a damaged ledger lacks;
+    empty when the ledger's structure is whole. One catalog query."""
+    have: dict[str, set[str]] = {}
+    for table, column in con.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'main'"
+    ).fetchall():
+        have.setdefault(table, set()).add(column)
+    out = {}
+    for table, columns in REQUIRED.items():
+        lacking = [c for c in columns if c not in have.get(table, set())]
+        if lacking:
+            out[table] = lacking
+    return out
+
+
+def describe_missing(missing: dict[str, list[str]]) -> str:
+    """"the heads table is missing", "the events table lacks column(s) source", ..."""
+    parts = []
+    for table, lacking in missing.items():
+        if len(lacking) == len(REQUIRED[table]):
+            parts.append(f"the {table} table is missing")
+        else:
+            parts.append(f"the {table} table lacks column(s) {', '.join(lacking)}")
+    return "; ".join(parts)
+
+
+def ensure_writable_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Create a new ledger's tables; refuse to write onto a damaged one (a dropped `heads`
+    recreated empty would hide which events it vouched for)."""
+    missing = missing_parts(con)
+    if len(missing) == len(REQUIRED) and all(len(v) == len(REQUIRED[k]) for k, v in missing.items()):
+        create_schema(con)  # a new file (no ledger table at all)
+    elif missing:
+        raise damaged(path, missing)
+
+
+def damaged(path: Path, missing: dict[str, list[str]]) -> LedgerError:
+    return LedgerError(f"consent ledger {path} is damaged ({describe_missing(missing)}); "
+                       "nothing appended; run `consentgen consent verify`")
+
+
 @contextmanager
 def connect(
     path: Path, *, read_only: bool, max_wait_s: float = DEFAULT_MAX_WAIT_S

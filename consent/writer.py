@@ -17,7 +17,7 @@ import duckdb
 from consent.canonical import GENESIS_HASH, canonical_bytes, chain_hash
 from consent.events import ConsentEvent, LedgerEvent, utc_now
 from consent.rows import Head, insert_events, read_head, stored_by_id
-from consent.store import create_schema, has_schema, to_db_time
+from consent.store import damaged, ensure_writable_schema, missing_parts, to_db_time
 from consentgen.errors import EventConflictError, InvalidEventError
 
 # Paths whose tables this process has already seen: saves a catalog query per append.
@@ -53,6 +53,13 @@ class LedgerWriter:
         try:
             result = _append_in_transaction(self._con, self._path, incoming)
             self._con.execute("COMMIT")
+        except (duckdb.CatalogException, duckdb.BinderException):
+            self._con.execute("ROLLBACK")
+            _SCHEMA_SEEN.discard(self._path)  # a table dropped since this process looked
+            missing = missing_parts(self._con)
+            if missing:
+                raise damaged(self._path, missing) from None
+            raise
         except BaseException:
             self._con.execute("ROLLBACK")
             raise
@@ -63,8 +70,7 @@ def _append_in_transaction(
     con: duckdb.DuckDBPyConnection, path: Path, incoming: list[ConsentEvent]
 ) -> AppendResult:
     if path not in _SCHEMA_SEEN:
-        if not has_schema(con):
-            create_schema(con)
+        ensure_writable_schema(con, path)
         _SCHEMA_SEEN.add(path)
     stored = stored_by_id(con, [e.event_id for e in incoming])
     result = AppendResult()

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from consent import Action, ConsentEvent, Ledger, LedgerEvent, export, read_events
+from consent import Action, ConsentEvent, Head, Ledger, LedgerEvent, export, read_events
 from consent.exchange import EXPORTERS, append_events
 from consentgen.errors import ConsentgenError, LedgerIntegrityError, UndeclaredPurposeError
 from pipelines.buildfile import build_file_path, declared_purposes
@@ -211,15 +211,37 @@ def export_(
 
 
 @app.command()
-def verify(home: HomeOption = None) -> None:
+def verify(
+    releases: Annotated[bool, typer.Option(
+        "--releases/--no-releases",
+        help="Also require the ledger head each release recorded (default): a chain "
+             "rewritten consistently since a release fails here, naming the release.")] = True,
+    home: HomeOption = None,
+) -> None:
     """Recompute the hash chain; exit non-zero at the first bad sequence."""
-    ledger = _ledger(home)
+    root = resolve_home(home)
+    ledger = Ledger.at_home(root)
+    anchors = release_anchors(root) if releases else {}
     try:
-        head = ledger.verify()
+        head = ledger.verify(anchors=anchors)
     except LedgerIntegrityError as exc:
         err_console.print(f"[bold red]ledger NOT intact:[/] {exc}")
         raise typer.Exit(2) from None
-    console.print(f"ledger intact: head {head.seq} {head.hash}")
+    anchored = f"; the heads of {len(anchors)} release(s) are in it" if anchors else ""
+    console.print(f"ledger intact: head {head.seq} {head.hash}{anchored}")
+
+
+def release_anchors(root: Path) -> dict[str, Head]:
+    """The ledger head every release recorded, by release ("release v0003"): anchors kept
+    outside the ledger file, so rewriting the file cannot move them."""
+    from pipelines.catalog import Catalog
+    from pipelines.catalog.lineage import releases
+
+    catalog = Catalog(root)
+    if not catalog.path.exists():
+        err_console.print(f"note: no catalog at {catalog.path}: no release heads to check")
+        return {}
+    return {f"release {r.version}": Head(r.head_seq, r.head_hash) for r in releases(catalog)}
 
 
 @app.command()
