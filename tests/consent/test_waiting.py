@@ -6,6 +6,8 @@ DuckDB's own lock), one through `open_duckdb` (so the wait is on our lock file f
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
 import sys
 import textwrap
@@ -35,10 +37,16 @@ HOLDER = """
         con.close()
     else:
         from consentgen.duck import open_duckdb
-        with open_duckdb(path):
+        with open_duckdb(path, read_only=how == "ours-read", max_wait_s=600):
             print("held", flush=True)
-            time.sleep(hold_s)
-            Path(released).touch()
+            if hold_s < 0:  # until the test says so
+                while not Path(released).exists():
+                    time.sleep(0.01)
+            else:
+                time.sleep(hold_s)
+                Path(released).touch()
+        if hold_s < 0:
+            sys.exit(0)
     time.sleep(60)
 """
 
@@ -101,6 +109,49 @@ def test_a_wait_in_progress_succeeds_when_the_holder_lets_go(
         holder.kill()
         holder.wait()
     assert ledger.head().seq == 0
+
+
+def _gate_closed(path: Path) -> bool:
+    """True while a writer holds the gate (it is queued for the lock)."""
+    fd = os.open(path.with_name(path.name + ".gate"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_a_waiting_writer_stops_new_readers_so_readers_cannot_starve_it(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Shared locks overlap: without the gate a stream of readers keeps a writer out for
+    good. With it, a reader that comes after a queued writer waits behind it."""
+    reading, writer_done = tmp_path / "stop-reading", tmp_path / "writer-done"
+    reader = _hold(ledger.path, "ours-read", -1, reading)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOLDER), str(ledger.path), "ours", "0", str(writer_done)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        give_up = time.monotonic() + 60  # a guard against a hang, not a timing assertion
+        while not _gate_closed(ledger.path):  # the writer is queued behind the reader
+            assert writer.poll() is None, "the writer got in past a reader holding the file"
+            assert time.monotonic() < give_up, "the queued writer never closed the gate"
+            time.sleep(0.01)
+        with pytest.raises(LedgerLockedError):  # a new reader may not overtake it
+            with open_duckdb(ledger.path, read_only=True, max_wait_s=0.5,
+                             locked_error=LedgerLockedError):
+                pass
+        reading.touch()  # the first reader lets go: the writer is next
+        assert reader.wait(timeout=60) == 0
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "held"
+    finally:
+        for proc in (reader, writer):
+            proc.kill()
+            proc.wait()
+    with open_duckdb(ledger.path, read_only=True) as con:  # and readers go on after it
+        assert con.execute("SELECT count(*) FROM events").fetchall() == [(0,)]
 
 
 def test_a_file_that_is_not_a_database_is_refused_without_waiting(tmp_path: Path) -> None:
