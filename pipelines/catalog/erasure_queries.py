@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import pyarrow as pa
 
 from pipelines.catalog import Candidate, Catalog, Erasure, ShardModel, SourceRecord, Withdrawal
 from pipelines.catalog.lineage import CONDITIONING_PREFIX
-from pipelines.catalog.schema import arrow_schema
+from pipelines.catalog.schema import Row, arrow_schema
 
+
+RowT = TypeVar("RowT", bound=Row)
 
 def _marks(values: Collection[object]) -> str:
     return ", ".join("?" * len(values))
@@ -117,16 +119,13 @@ def models_trained_on(catalog: Catalog, subjects: Collection[str]) -> list[Train
     img2img conditioning set is none (`CONDITIONING_PREFIX`)."""
     if not subjects:
         return []
-    columns = ShardModel.columns()
-    with catalog.read() as con:
-        rows = con.execute(
-            f"SELECT DISTINCT r.subject_id, {', '.join('m.' + c for c in columns)} "
-            "FROM model_records r JOIN shard_models m USING (model_version) "
-            f"WHERE r.subject_id IN ({_marks(subjects)}) "
-            f"AND NOT starts_with(m.fingerprint, '{CONDITIONING_PREFIX}') "
-            "ORDER BY m.model_version, r.subject_id",
-            sorted(subjects)).fetchall()
-    return [TrainedOn(r[0], ShardModel(**dict(zip(columns, r[1:], strict=True)))) for r in rows]
+    found = _rows_with_subject(
+        catalog, ShardModel, "DISTINCT r.subject_id", "m",
+        "FROM model_records r JOIN shard_models m USING (model_version) "
+        f"WHERE r.subject_id IN ({_marks(subjects)}) "
+        f"AND NOT starts_with(m.fingerprint, '{CONDITIONING_PREFIX}') "
+        "ORDER BY m.model_version, r.subject_id", sorted(subjects))
+    return [TrainedOn(subject, model) for subject, model in found]
 
 
 def recorded_model_versions(catalog: Catalog) -> set[str]:
@@ -171,16 +170,23 @@ def candidates_conditioned_on(catalog: Catalog, subjects: Collection[str]) -> li
     and replacements included), once per candidate id: exactly their images, no others."""
     if not subjects:
         return []
-    columns = Candidate.columns()
+    found = _rows_with_subject(
+        catalog, Candidate, "k.subject_id", "c",
+        f"FROM {_CONDITIONED} k JOIN candidates c USING (candidate_id) "
+        f"WHERE k.subject_id IN ({_marks(subjects)}) ORDER BY c.candidate_id, c.snapshot_id",
+        sorted(subjects))
+    return list({c.candidate_id: ConditionedOn(subject, c) for subject, c in found}.values())
+
+
+def _rows_with_subject(catalog: Catalog, model: type[RowT], subject: str, alias: str,
+                       rest: str, params: list[str]) -> list[tuple[str, RowT]]:
+    """(subject id, row of `model`) per result of `SELECT <subject>, <alias>.<every column>
+    <rest>`: the one place these subject-tagged rows are selected and rebuilt."""
+    columns = model.columns()
     with catalog.read() as con:
-        rows = con.execute(
-            f"SELECT k.subject_id, {', '.join('c.' + n for n in columns)} FROM {_CONDITIONED} k "
-            "JOIN candidates c USING (candidate_id) "
-            f"WHERE k.subject_id IN ({_marks(subjects)}) ORDER BY c.candidate_id, c.snapshot_id",
-            sorted(subjects)).fetchall()
-    found = {r[1]: ConditionedOn(r[0], Candidate(**dict(zip(columns, r[1:], strict=True))))
-             for r in rows}
-    return list(found.values())
+        rows = con.execute(f"SELECT {subject}, {', '.join(f'{alias}.{c}' for c in columns)} {rest}",
+                           params).fetchall()
+    return [(r[0], model(**dict(zip(columns, r[1:], strict=True)))) for r in rows]
 
 
 # --- the record of erasure -------------------------------------------------------------

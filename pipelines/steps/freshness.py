@@ -30,9 +30,9 @@ from consent.events import utc_now
 from consent.rows import Head
 from pipelines.catalog import Ban, Catalog, Release, Snapshot
 from pipelines.settings import BuildConfig
+from pipelines.steps.release import PUBLISHED
 
 DIGEST_DOMAIN = "consentgen-inputs-v1"
-PUBLISHED = "published"
 
 
 def inputs_digest(catalog: Catalog, ledger: Ledger, config: BuildConfig, *,
