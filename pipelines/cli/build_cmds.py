@@ -13,7 +13,13 @@ from rich.table import Table
 from consent import Ledger
 from consentgen.errors import ConfigError, ReleaseError, UnknownSubjectError
 from pipelines.catalog import Catalog, Release, ReleaseImage
-from pipelines.cli.common import HomeOption, check_consent_purpose, console, resolve_home
+from pipelines.cli.common import (
+    HomeOption,
+    check_consent_purpose,
+    check_range,
+    console,
+    resolve_home,
+)
 from pipelines.buildfile import load_config
 from pipelines.settings import MAX_SHARDS, PROFILES, BuildConfig
 
@@ -29,16 +35,6 @@ ConfigOption = Annotated[Path | None, typer.Option(
     "--config", help="Build file (default: consentgen.toml in the data home).")]
 PurposeOption = Annotated[str | None, typer.Option(
     "--purpose", help="Consent purpose to honour (default: the build file's).")]
-
-
-def check_range(flag: str, value: int | None, low: int, high: int | None = None) -> None:
-    """Refuse a numeric option out of its range at the edge, in one line naming it, rather
-    than let it be ignored or fail deep inside a run."""
-    if value is None:
-        return
-    if value < low or (high is not None and value > high):
-        allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ConfigError(f"{flag} {value}: must be {allowed}")
 
 
 def build_config(root: Path, profile: str | None, shards: int | None, *,

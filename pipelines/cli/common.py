@@ -108,6 +108,16 @@ def check_consent_purpose(root: Path, action: str, subject: str, purpose: str, *
     return require_declared(root, [purpose], declare=declare, flag=flag)
 
 
+def check_range(flag: str, value: int | None, low: int, high: int | None = None) -> None:
+    """Refuse a numeric option out of its range at the edge, in one line naming it, rather
+    than let it be ignored or fail deep inside a run."""
+    if value is None:
+        return
+    if value < low or (high is not None and value > high):
+        allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{flag} {value}: must be {allowed}")
+
+
 def parse_time(value: str | None, option: str) -> datetime | None:
     """ISO-8601 with an explicit offset; naive times are refused, never guessed."""
     if value is None:

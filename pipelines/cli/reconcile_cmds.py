@@ -20,7 +20,7 @@ from consent.events import utc_now
 from consentgen.errors import ConsentgenError, ReleaseError
 from consentgen.home import catalog_path
 from pipelines.catalog import Catalog
-from pipelines.cli.common import HomeOption, console, err_console, resolve_home
+from pipelines.cli.common import HomeOption, check_range, console, err_console, resolve_home
 from pipelines.settings import MAX_SHARDS, PROFILES, BuildConfig
 
 ProfileOption = Annotated[str | None, typer.Option(
@@ -41,7 +41,6 @@ def deployment_config(profile: str | None, shards: int | None = None, *,
     warning says so on stderr.
     """
     from pipelines.buildfile import load_config, load_config_leniently
-    from pipelines.cli.build_cmds import check_range
 
     check_range("--shards", shards, 1, MAX_SHARDS)
     overrides = {"shards": shards} if shards is not None else None
@@ -64,7 +63,6 @@ def reconcile(
 ) -> None:
     """Withdraw every published image whose subject's consent does not hold now; name (or
     rebuild) the shards whose models saw such a subject."""
-    from pipelines.cli.build_cmds import check_range
     from pipelines.steps.reconcile import reconcile as run_reconcile
 
     check_range("--max-images", max_images, 1, MAX_IMAGES_PER_PASS)

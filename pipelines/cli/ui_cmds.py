@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli.common import HomeOption, console, resolve_home
+from pipelines.cli.common import HomeOption, check_range, console, resolve_home
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 GRACE_S = 20.0  # how long `dagster dev` may take to shut down before it is killed
@@ -32,7 +32,6 @@ def ui(home: HomeOption = None,
        port: Annotated[int, typer.Option("--port", help="Web UI port (1-65535).")] = 3000) -> None:
     """Start the Dagster web UI (and daemon) on these definitions; stops on SIGTERM or Ctrl-C."""
     from pipelines.buildfile import load_config
-    from pipelines.cli.build_cmds import check_range
     from pipelines.defs.runner import dagster_home
 
     check_range("--port", port, 1, 65535)
