@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 DOMAIN_PREFIX = b"consentgen-ledger-v1|"
-GENESIS_HASH = hashlib.sha256(DOMAIN_PREFIX + b"genesis").hexdigest()
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 HASHED_FIELDS = (
@@ -71,9 +70,35 @@ def canonical_bytes(fields: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def chain_hash(prev_hash: str, encoding: bytes) -> str:
-    """The hash of an event whose canonical encoding is `encoding`, chained to `prev_hash`."""
-    return hashlib.sha256(DOMAIN_PREFIX + prev_hash.encode("ascii") + encoding).hexdigest()
+def chain_hash(prev_hash: str, encoding: bytes, domain: bytes = DOMAIN_PREFIX) -> str:
+    """The hash of an entry whose canonical encoding is `encoding`, chained to `prev_hash`.
+
+    `domain` names the chain (the ledger's by default), so an entry of one chain can
+    never pass for an entry of another that happens to share its encoding.
+    """
+    return hashlib.sha256(domain + prev_hash.encode("ascii") + encoding).hexdigest()
+
+
+def genesis_hash(domain: bytes) -> str:
+    """The `prev_hash` of a chain's first entry (`GENESIS_HASH` for the ledger's)."""
+    return hashlib.sha256(domain + b"genesis").hexdigest()
+
+
+def canonical_document(doc: Mapping[str, Any]) -> bytes:
+    """The same canonical JSON for another chain's entries (the service's access log):
+    strings, ints, None, UTC datetimes as above, and lists of strings."""
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if isinstance(value, list | tuple):
+            if not all(isinstance(v, str) for v in value):
+                raise TypeError(f"{key}: only lists of strings are canonical")
+            out[key] = list(value)
+        else:
+            out[key] = _canonical_value(key, value)
+    return json.dumps(out, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+GENESIS_HASH = genesis_hash(DOMAIN_PREFIX)
 
 
 def _sql_time(column: str) -> str:

@@ -21,8 +21,9 @@ from consentgen.duck import fetch_one
 SELECT_EVENTS = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
 TIME_COLUMNS = ("effective_at", "expires_at", "recorded_at")
 
-# Up to this many rows, plain parameter binding beats building an Arrow table.
-_SMALL_BATCH = 64
+# Up to this many rows, one multi-row INSERT ... VALUES beats registering an Arrow table
+# (measured: ~3.5 ms fixed for Arrow; executemany is ~0.7 ms a row, never used).
+_SMALL_BATCH = 16
 
 _ARROW_SCHEMA = pa.schema(
     [
@@ -80,19 +81,48 @@ def stored_by_id(con: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, Le
     return {r[1]: row_to_event(r) for r in rows}
 
 
+class Appenders:
+    """DuckDB appenders for a connection that keeps appending (the service's writer): one
+    flush per table per transaction, about half the cost of the INSERT statements they
+    replace (measured: 2.3 vs 4.5 ms for a group of 8 with its head)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.events = con.appender("events")
+        self.heads = con.appender("heads")
+
+    def add(self, rows: list[LedgerEvent], head: Head, recorded_at: Any) -> None:
+        try:
+            self.events.append_rows([tuple(rec[c] for c in EVENT_COLUMNS) for rec in
+                                     ({**r.model_dump(), **_db_values(r)} for r in rows)])
+            self.events.flush()
+            self.heads.append_row(head.seq, head.hash, recorded_at)
+            self.heads.flush()
+        except BaseException:
+            self.events.clear()
+            self.heads.clear()
+            raise
+
+
 def insert_events(con: duckdb.DuckDBPyConnection, rows: list[LedgerEvent]) -> None:
     records = [{**r.model_dump(), **_db_values(r)} for r in rows]
     if len(records) <= _SMALL_BATCH:
-        con.executemany(
-            f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})",
-            [[rec[c] for c in EVENT_COLUMNS] for rec in records],
-        )
+        insert_values(con, "events", EVENT_COLUMNS, [[rec[c] for c in EVENT_COLUMNS] for rec in records])
         return
     con.register("incoming_events", pa.Table.from_pylist(records, schema=_ARROW_SCHEMA))
     try:
         con.execute(f"INSERT INTO events SELECT {', '.join(EVENT_COLUMNS)} FROM incoming_events")
     finally:
         con.unregister("incoming_events")
+
+
+def insert_values(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str],
+                  rows: Sequence[Sequence[Any]]) -> None:
+    """A few rows in one multi-row INSERT (one statement, not one per row)."""
+    if not rows:
+        return
+    one = f"({', '.join('?' * len(columns))})"
+    con.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * len(rows))}",
+                [value for row in rows for value in row])
 
 
 def _db_values(event: LedgerEvent) -> dict[str, Any]:

@@ -67,6 +67,14 @@ def _process_lock(path: Path) -> threading.RLock:
         return _process_locks.setdefault(path, threading.RLock())
 
 
+@contextmanager
+def _held(lock: threading.RLock) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def _open_lock(path: Path, suffix: str, *, required: bool) -> int | None:
     """A lock file's descriptor, or None where a reader cannot create it (a read-only
     folder: DuckDB's own lock still protects the file); a writer's failure is raised."""
@@ -146,7 +154,11 @@ def open_duckdb(
             f"{max_wait_s:.0f}s{tried}; try again later"
         )
 
-    with _process_lock(path), _file_lock(
+    lock = _process_lock(path)
+    if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        # another thread of this process holds the file (the service keeps its ledger open)
+        raise still_locked(1, counted=False)
+    with _held(lock), _file_lock(
         path,
         shared=read_only,
         deadline=deadline,

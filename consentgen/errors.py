@@ -163,3 +163,27 @@ class ReleaseError(ConsentgenError):
 
 class HomeLockedError(ConsentgenError):
     """Another process holds one of the data home's locks (a build, a publish)."""
+
+
+# --- the consent service ------------------------------------------------------------------
+
+
+class ServiceError(ConsentgenError):
+    """The consent service, its tokens or its access log."""
+
+
+class TokenError(ServiceError):
+    """A token that cannot be created, found or revoked as asked."""
+
+
+class AccessLogIntegrityError(ServiceError):
+    """The access log's hash chain does not verify; names the first bad sequence number."""
+
+    def __init__(self, seq: int, detail: str) -> None:
+        self.seq = seq
+        self.detail = detail
+        super().__init__(f"access log integrity broken at sequence {seq}: {detail}")
+
+
+class ServiceUnavailableError(ServiceError):
+    """The home's consent service is running but did not answer as it should."""

@@ -39,19 +39,21 @@ def fsync_tree(root: str | os.PathLike[str]) -> None:
 
 
 @contextmanager
-def atomic_output(path: str | os.PathLike[str], mode: str = "w") -> Iterator[Any]:
+def atomic_output(path: str | os.PathLike[str], mode: str = "w", *,
+                  private: bool = False) -> Iterator[Any]:
     """Write to a temporary sibling, fsync, then rename over `path` (and fsync the folder).
 
     On any error the temporary file is removed and `path` is left as it was. The file gets
     the mode `open()` would give a new file (0666 less the umask), not mkstemp's 0600: an
     atomically written file (`releases/LATEST`, a manifest) is as readable as the rest.
+    `private` keeps it 0600 (a file holding a secret).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as fh:
-            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
+            os.fchmod(fh.fileno(), 0o600 if private else 0o666 & ~current_umask())
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from consentgen.errors import ConfigError
 from consentgen.labels import canonical_label, folder_name
 from generators.config import PRESET_LEVELS, PRESET_MAX_SIZE
+from pipelines.service.settings import ServiceSettings
 from validation.audit.config import AuditConfig
 
 SHARDS_ENV = "CONSENTGEN_SHARDS"
@@ -218,6 +219,7 @@ class BuildConfig(_Section):
     figures: FigureSettings = FigureSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     dataset: DatasetSettings = DatasetSettings()
+    service: ServiceSettings = ServiceSettings()
     notices: list[str] = Field(default_factory=list,
                                description="lines printed at the top of the data card")
     expiry_policy: Literal["withdraw", "keep"] = Field(

@@ -13,7 +13,15 @@ import sys
 import typer
 
 from consentgen.errors import ConsentgenError
-from pipelines.cli import build_cmds, consent_cmds, demo_cmds, ingest_cmds, reconcile_cmds, ui_cmds
+from pipelines.cli import (
+    build_cmds,
+    consent_cmds,
+    demo_cmds,
+    ingest_cmds,
+    reconcile_cmds,
+    service_cmds,
+    ui_cmds,
+)
 from pipelines.cli.common import err_console
 
 app = typer.Typer(
@@ -31,6 +39,9 @@ app.command("reconcile")(reconcile_cmds.reconcile)
 app.command("ui")(ui_cmds.ui)
 app.add_typer(build_cmds.release_app, name="release")
 app.command("ingest")(ingest_cmds.ingest)
+app.command("serve")(service_cmds.serve)
+app.add_typer(service_cmds.token_app, name="token")
+app.command("access-log")(service_cmds.access_log)
 
 
 def main() -> None:

@@ -232,16 +232,15 @@ def verify(
 
 
 def release_anchors(root: Path) -> dict[str, Head]:
-    """The ledger head every release recorded, by release ("release v0003"): anchors kept
-    outside the ledger file, so rewriting the file cannot move them."""
+    """Each release's recorded ledger head (`pipelines.steps.snapshot.release_anchors`)."""
     from pipelines.catalog import Catalog
-    from pipelines.catalog.lineage import releases
+    from pipelines.steps.snapshot import release_anchors as anchors_of
 
     catalog = Catalog(root)
     if not catalog.path.exists():
         err_console.print(f"note: no catalog at {catalog.path}: no release heads to check")
         return {}
-    return {f"release {r.version}": Head(r.head_seq, r.head_hash) for r in releases(catalog)}
+    return anchors_of(catalog)
 
 
 @app.command()

@@ -41,3 +41,9 @@ def last_release_head(catalog: Catalog) -> Head | None:
         return None
     newest = max(published, key=lambda r: (r.head_seq, r.created_at))
     return Head(newest.head_seq, newest.head_hash)
+
+
+def release_anchors(catalog: Catalog) -> dict[str, Head]:
+    """The ledger head every release recorded, by release ("release v0003"): anchors kept
+    outside the ledger file, so rewriting the file cannot move them."""
+    return {f"release {r.version}": Head(r.head_seq, r.head_hash) for r in releases(catalog)}

@@ -1,0 +1,52 @@
+"""The declared-purpose rule for appends through the service, as for the CLI's.
+
+A grant (or a revoke of consent nobody recorded) for a purpose the build file does not
+declare is refused naming the field: a misspelt purpose would be recorded forever while
+the subject's real consent stays untouched. A revoke of consent on record always goes
+through. The build file is re-read only when it changes (one `stat` per request).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from consent import Action, ConsentEvent
+from pipelines.service.http_errors import ApiError
+from pipelines.service.runtime import ServiceRuntime
+
+_cache: dict[int, tuple[int | None, frozenset[str]]] = {}
+_guard = threading.Lock()
+
+
+def declared(runtime: ServiceRuntime) -> frozenset[str]:
+    from pipelines.buildfile import build_file_path, declared_purposes
+    from pipelines.settings import DEFAULT_PURPOSE
+
+    path = build_file_path(runtime.home)
+    stamp = path.stat().st_mtime_ns if path.is_file() else None
+    with _guard:
+        hit = _cache.get(id(runtime))
+    if hit is not None and hit[0] == stamp and stamp is not None:
+        return hit[1]
+    if stamp is None:  # an old home: the default and what its ledger holds, as the CLI reads it
+        known = frozenset([DEFAULT_PURPOSE, *runtime.ledger.purposes()])
+    else:
+        known = frozenset(declared_purposes(runtime.home))
+    with _guard:
+        _cache[id(runtime)] = (stamp, known)
+    return known
+
+
+def check_purposes(runtime: ServiceRuntime, events: Sequence[ConsentEvent]) -> None:
+    known = declared(runtime)
+    for i, event in enumerate(events):
+        if event.purpose in known:
+            continue
+        if event.action is Action.REVOKE and runtime.ledger.events(
+                subject_id=event.subject_id, purpose=event.purpose, limit=1):
+            continue
+        where = f"[{i}].purpose" if len(events) > 1 else "purpose"
+        raise ApiError(422, "undeclared_purpose", f"{where}: purpose {event.purpose!r} is not "
+                       f"declared (declared: {', '.join(sorted(known))}); add it to purposes in "
+                       "the home's consentgen.toml", where)

@@ -1,0 +1,51 @@
+"""Running the service: uvicorn over `create_app`, until SIGINT or SIGTERM.
+
+uvicorn's own shutdown runs the app's lifespan exit, which commits what is queued and
+lets the files go; a SIGKILL loses nothing acknowledged either, since an append is
+answered only after its transaction committed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import uvicorn
+
+from consentgen.errors import ConfigError
+from pipelines.service.app import create_app, open_runtime
+from pipelines.service.settings import ServiceSettings
+
+
+def service_url(host: str, port: int, tls: bool) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    if host in ("0.0.0.0", "::"):
+        shown = "127.0.0.1"
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
+
+
+def run_service(home: Path, settings: ServiceSettings, *, tls_cert: Path | None = None,
+                tls_key: Path | None = None, on_ready: object = None) -> None:
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{flag} {path}: no such file")
+    tls = tls_cert is not None
+    url = service_url(settings.host, settings.port, tls)
+    runtime = open_runtime(home, settings)
+    app = create_app(home, settings, runtime=runtime, url=url,
+                     ca_file=str(Path(tls_cert).resolve()) if tls else None)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+        lifespan="on", ssl_certfile=str(tls_cert) if tls else None,
+        ssl_keyfile=str(tls_key) if tls else None, timeout_graceful_shutdown=10,
+        limit_concurrency=2048, backlog=2048, server_header=False,
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    finally:
+        runtime.close()
+    if not server.started:
+        raise ConfigError(f"the consent service did not start on {url} (is the port taken? "
+                          "see the lines above)")
