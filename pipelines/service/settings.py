@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_PORT = 8470
 ACTIONS = ("grant", "revoke")
+EVENT_FIELDS = ("subject_id", "purpose", "action", "event_id", "effective_at", "expires_at",
+                "actor", "source")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -18,9 +20,14 @@ class _Section(BaseModel):
 
 
 class WebhookSettings(_Section):
-    """One CMP's webhook: its secret, and how its payload maps onto consent events."""
+    """One CMP's webhook: its secret, and how its payload maps onto consent events.
 
-    secret_env: str = Field("", description="environment variable holding the HMAC secret")
+    The mapping is data, not code, so that connecting another platform is a table in the
+    build file: paths are dotted (`consents`, `dataSubject.id`, `purposes.0.id`).
+    """
+
+    secret_env: str = Field("", description="environment variable (of the service) holding "
+                            "the HMAC secret")
     secret_file: Path | None = Field(None, description="file holding the HMAC secret "
                                      "(read from the build file's folder when relative)")
     events: str = Field("", description="dotted path to the list of events in the payload "
@@ -30,9 +37,14 @@ class WebhookSettings(_Section):
         "(subject_id, purpose, action, event_id, effective_at, expires_at, actor, source); "
         "a field not named is read from the key of its own name")
     actions: dict[str, str] = Field(
-        default_factory=dict, description="the CMP's action value -> grant | revoke")
+        default_factory=dict, description="the CMP's action value -> grant | revoke "
+        "(true/false and numbers as written in JSON: \"true\", \"1\")")
+    purposes: dict[str, str] = Field(
+        default_factory=dict, description="the CMP's purpose id -> a declared purpose "
+        "(an id not named is taken as it is)")
     purpose: str = Field("", description="purpose of events whose payload names none")
-    source: str = Field("", description="source recorded on every event (default webhook:NAME)")
+    source: str = Field("", description="source of events whose payload names none "
+                        "(default webhook:NAME)")
 
     @field_validator("actions")
     @classmethod
@@ -41,6 +53,29 @@ class WebhookSettings(_Section):
             if action not in ACTIONS:
                 raise ValueError(f"actions.{key}: {action!r} must be grant or revoke")
         return value
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, path in value.items():
+            if key not in EVENT_FIELDS:
+                raise ValueError(f"fields.{key}: not an event field (use {', '.join(EVENT_FIELDS)})")
+            if not path or any(not part for part in path.split(".")):
+                raise ValueError(f"fields.{key}: {path!r} is not a dotted path (a.b.0.c)")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: str) -> str:
+        if value and any(not part for part in value.split(".")):
+            raise ValueError(f"events: {value!r} is not a dotted path (a.b.0.c)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> WebhookSettings:
+        if self.secret_env and self.secret_file is not None:
+            raise ValueError("give secret_env or secret_file, not both")
+        return self
 
 
 class ServiceSettings(_Section):
