@@ -1,15 +1,18 @@
 """Moving consent events in and out of the ledger.
 
-Imports (CSV; JSON Lines of events or of ISO/IEC TS 27560 records) are all-or-nothing:
-every line is checked first and every bad line is reported with its number and reason;
-only a clean file is appended, in one transaction. Every imported line must say when its consent took effect (`effective_at`):
-an import is a copy of another system's history, and the time of the import ("now") is
-no fact of that history; an untimed grant re-read from a grown export would otherwise
-land after a later revoke and grant consent again. A line without an `event_id` gets one
-derived from its content alone (`derived_event_id`), so importing the same facts again,
-from this file or a longer one, appends nothing: the ledger's idempotency by event id
-applies to files from systems that send no ids. Exports are written to a temporary file
-and renamed, so a reader never sees half a file.
+Imports (CSV; JSON Lines of events or of ISO/IEC TS 27560 records; a JSON list of either,
+through the service) are all-or-nothing: every line or item is checked first and every
+problem is reported with its line (or index), the field to fix and the reason; only a
+clean import is appended, in one transaction. Every imported event must say when its
+consent took effect (`effective_at`): an import is a copy of another system's history,
+and the time of the import ("now") is no fact of that history; an untimed grant re-read
+from a grown export would otherwise land after a later revoke and grant consent again. An
+event without an `event_id` gets one derived from its content alone (`derived_event_id`),
+so importing the same facts again, from this file or a longer one, appends nothing: the
+ledger's idempotency by event id applies to files from systems that send no ids. The
+parsers work on text and on parsed objects, so the CLI's files and the service's request
+bodies are read by the same code. Exports are written to a temporary file and renamed, so
+a reader never sees half a file; ISO 27560 records live in `consent.iso27560`.
 """
 
 from __future__ import annotations
@@ -21,15 +24,22 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from consent.events import ConsentEvent, describe_validation_error, utc_now
+from consent.events import ConsentEvent, LedgerEvent, describe_validation_error
 from consent.import_file import read_import_text
+from consent.iso27560 import (
+    ISO27560_SCHEMA,
+    export_iso27560,
+    is_record,
+    iso27560_records,
+    record_events,
+    where,
+)
 from consent.ledger import AppendResult, Ledger
-from consent.state import ConsentStatus, event_status
 from consentgen.errors import (
     ConfigError,
     EventConflictError,
@@ -39,23 +49,46 @@ from consentgen.errors import (
 )
 from consentgen.files import atomic_output
 
+__all__ = ["ISO27560_SCHEMA", "ImportProblemsError", "Parsed", "Problem", "export",
+           "import_events", "iso27560_records", "parse_objects", "parse_text", "read_events"]
+
 REQUIRED_COLUMNS = ("subject_id", "purpose", "action", "effective_at")
 OPTIONAL_COLUMNS = ("event_id", "expires_at", "actor", "source")
 UNTIMED = "effective_at is required in an import (the time the consent took effect in the source system)"
 # Fields our own exports carry that the ledger assigns itself: accepted and ignored on
 # import, so an export can be re-imported (idempotently) into another ledger.
 LEDGER_ASSIGNED = ("seq", "recorded_at", "prev_hash", "hash")
-ISO27560_SCHEMA = "https://w3id.org/dpv/schema/iso-27560#record"
-DPV_CONTEXT = {"dpv": "https://w3id.org/dpv#"}
-_DPV_ACTIONS = {
-    ConsentStatus.GIVEN.dpv: "grant",
-    ConsentStatus.WITHDRAWN.dpv: "revoke",
-    ConsentStatus.REVOKED.dpv: "revoke",
-}
-"""The action of an ISO 27560 record's history entry, from the DPV state it put the record in."""
 IMPORT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://consentgen.invalid/import-event-id/v1")
 """UUIDv5 namespace of derived event ids (fixed: changing it re-appends every old file)."""
 _ID_FIELDS = ("subject_id", "purpose", "action", "effective_at", "expires_at", "actor", "source")
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+class Problem(NamedTuple):
+    """One thing wrong with an import: where (a line number from 1, or an index into a JSON
+    list from 0; 0 or -1 for the import as a whole), the field to fix inside it ("" for
+    the whole line) and why, in one line."""
+
+    at: int
+    field: str
+    reason: str
+
+
+class Parsed(NamedTuple):
+    """An event read from an import: its line (or index), where in that line it came
+    from ("" for an event line, "events[2]" for a record's history entry), the event."""
+
+    at: int
+    part: str
+    event: ConsentEvent
+
+
+class ImportProblemsError(ImportRejectedError):
+    """An import refused whole; `found` keeps each problem's field (the API names it)."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        super().__init__(source, [(p.at, p.reason) for p in problems])
+        self.found = problems
 
 
 # --- import ------------------------------------------------------------------------------
@@ -83,22 +116,41 @@ def read_events(path: str | Path) -> list[tuple[int, ConsentEvent]]:
     """Parse a CSV or JSON Lines file into (line number, event) pairs, or reject it whole."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".jsonl", ".ndjson"):
+    if suffix not in FORMATS:
         raise ConfigError(f"{path}: unknown import format {suffix!r}; use .csv or .jsonl")
-    text = read_import_text(path)
-    if suffix == ".csv":
-        parsed, problems = _parse_csv(text)
+    parsed = parse_text(read_import_text(path), FORMATS[suffix], str(path))
+    return [(p.at, p.event) for p in parsed]
+
+
+def parse_text(text: str, fmt: str, source: str, *, holder: str = "the file") -> list[Parsed]:
+    """The events of an import's text, `fmt` "csv" or "jsonl" (lines of events or of ISO
+    27560 records); `ImportProblemsError` naming every bad line otherwise."""
+    if fmt == "csv":
+        found, problems = _parse_csv(text)
+    elif fmt == "jsonl":
+        found, problems = [], []
+        for line, raw in enumerate(text.splitlines(), start=1):
+            if not raw.strip():
+                continue
+            try:
+                item = json.loads(raw, parse_float=_refuse_float)
+            except (json.JSONDecodeError, ValueError, RecursionError) as exc:
+                problems.append(Problem(line, "", f"not valid JSON: {exc}"))
+                continue
+            _parse_object(line, item, found, problems, "each line must be a JSON object")
     else:
-        parsed, problems = _parse_jsonl(text)
-    parsed = [(line, event if given else event.model_copy(
-                  update={"event_id": derived_event_id(event)}))
-              for line, event, given in parsed]
-    problems += _repeated_ids(parsed)
-    if not parsed and not problems:
-        problems.append((0, "the file holds no events"))
-    if problems:
-        raise ImportRejectedError(str(path), sorted(problems))
-    return parsed
+        raise ConfigError(f"unknown import format {fmt!r}; use csv or jsonl")
+    return _finish(found, problems, source, holder, whole=0)
+
+
+def parse_objects(items: list[Any], source: str, *, holder: str = "the body") -> list[Parsed]:
+    """The events of a parsed JSON list (ISO 27560 records or events, as our exports write
+    them), each problem named by its index; `ImportProblemsError` otherwise."""
+    found: list[_Found] = []
+    problems: list[Problem] = []
+    for i, item in enumerate(items):
+        _parse_object(i, item, found, problems, "each item must be a JSON object")
+    return _finish(found, problems, source, holder, whole=-1)
 
 
 def import_events(ledger: Ledger, path: str | Path) -> AppendResult:
@@ -113,161 +165,151 @@ def append_events(ledger: Ledger, path: str | Path,
     try:
         return ledger.append_many([event for _, event in parsed])
     except EventConflictError as exc:
-        conflicting = set(exc.event_ids)
-        problems = [
-            (line, f"event id {event.event_id!r} is already in the ledger with other content")
-            for line, event in parsed
-            if event.event_id in conflicting
-        ]
-        raise ImportRejectedError(str(path), problems) from None
+        found = [Parsed(line, "", event) for line, event in parsed]
+        raise ImportProblemsError(str(path), conflicts(found, exc.event_ids)) from None
 
 
-_Parsed = tuple[int, ConsentEvent, bool]
-"""(line number, event, whether the line gave its own event id)."""
+def conflicts(parsed: list[Parsed], event_ids: list[str]) -> list[Problem]:
+    """The problems of an import whose event ids the ledger holds with other content."""
+    taken = set(event_ids)
+    return [Problem(p.at, where(p.part, "event_id"), f"{p.part + ': ' if p.part else ''}event id "
+                    f"{p.event.event_id!r} is already in the ledger with other content")
+            for p in parsed if p.event.event_id in taken]
 
 
-def _validate(line: int, record: dict[str, Any]) -> tuple[ConsentEvent | None, tuple[int, str] | None]:
+class _Found(NamedTuple):
+    at: int
+    part: str
+    event: ConsentEvent
+    given: bool  # whether the line gave its own event id
+
+
+def _finish(found: list[_Found], problems: list[Problem], source: str, holder: str, *,
+            whole: int) -> list[Parsed]:
+    """Derive the missing ids, check repeated ones, and refuse the import if anything is
+    wrong; `whole` is the `at` of a problem of the import as a whole (line 0 of a file,
+    index -1 of a list)."""
+    parsed = [Parsed(f.at, f.part, f.event if f.given else f.event.model_copy(
+                  update={"event_id": derived_event_id(f.event)})) for f in found]
+    problems += _repeated_ids(parsed, "item [{}]" if whole < 0 else "line {}")
+    if not parsed and not problems:
+        problems.append(Problem(whole, "", f"{holder} holds no events"))
+    if problems:
+        raise ImportProblemsError(source, sorted(problems, key=lambda p: p.at))
+    return parsed
+
+
+def _parse_object(at: int, item: Any, found: list[_Found], problems: list[Problem],
+                  not_object: str) -> None:
+    if not isinstance(item, dict):
+        problems.append(Problem(at, "", not_object))
+    elif is_record(item):
+        for part, fields, trouble in record_events(item):
+            if trouble is not None:
+                problems.append(Problem(at, where(part, trouble[0]), trouble[1]))
+                continue
+            _add(at, part, fields, found, problems)
+    else:
+        _add(at, "", item, found, problems)
+
+
+def _add(at: int, part: str, record: dict[str, Any], found: list[_Found],
+         problems: list[Problem]) -> None:
+    event, problem = _validate(at, record, part)
+    if problem is not None:
+        problems.append(problem)
+    else:
+        found.append(_Found(at, part, event, record.get("event_id") not in (None, "")))
+
+
+def _validate(at: int, record: dict[str, Any], part: str = "") -> tuple[ConsentEvent | None,
+                                                                           Problem | None]:
     cleaned = {
         k: v for k, v in record.items() if v not in (None, "") and k not in LEDGER_ASSIGNED
     }
-    reasons = [] if "effective_at" in cleaned else [UNTIMED]
+    reasons, field = ([], None) if "effective_at" in cleaned else ([UNTIMED], "effective_at")
     try:
         event = ConsentEvent.model_validate(cleaned)
     except ValidationError as exc:
         reasons.append(describe_validation_error(exc))
+        loc = exc.errors()[0].get("loc") or ()
+        field = field or ".".join(str(p) for p in loc)
     if reasons:
-        return None, (line, "; ".join(reasons))
+        return None, Problem(at, where(part, field or ""),
+                             (f"{part}: " if part else "") + "; ".join(reasons))
     return event, None
 
 
-def _gives_id(record: dict[str, Any]) -> bool:
-    return record.get("event_id") not in (None, "")
-
-
-def _parse_csv(text: str) -> tuple[list[_Parsed], list[tuple[int, str]]]:
+def _parse_csv(text: str) -> tuple[list[_Found], list[Problem]]:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except StopIteration:
         return [], []
     except csv.Error as exc:
-        return [], [(1, f"unreadable CSV header: {exc}")]
+        return [], [Problem(1, "", f"unreadable CSV header: {exc}")]
     header = [h.strip() for h in header]
-    problems: list[tuple[int, str]] = []
+    problems: list[Problem] = []
     missing = [c for c in REQUIRED_COLUMNS if c not in header and c != "effective_at"]
     unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS + LEDGER_ASSIGNED]
     if "effective_at" not in header:
-        problems.append((1, f"{UNTIMED}: the header has no effective_at column"))
+        problems.append(Problem(1, "effective_at", f"{UNTIMED}: the header has no effective_at column"))
     if missing:
-        problems.append((1, f"missing column(s): {', '.join(missing)}"))
+        problems.append(Problem(1, missing[0], f"missing column(s): {', '.join(missing)}"))
     if unknown:
-        problems.append((1, f"unknown column(s): {', '.join(unknown)}"))
+        problems.append(Problem(1, unknown[0], f"unknown column(s): {', '.join(unknown)}"))
     if len(set(header)) != len(header):
-        problems.append((1, "a column name appears twice"))
+        problems.append(Problem(1, "", "a column name appears twice"))
     if problems:
         return [], problems
-    parsed = []
+    found: list[_Found] = []
     while True:
         try:
             row = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            problems.append((reader.line_num, f"unreadable CSV: {exc}"))
+            problems.append(Problem(reader.line_num, "", f"unreadable CSV: {exc}"))
             break
         line = reader.line_num
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            problems.append((line, f"expected {len(header)} fields, found {len(row)}"))
+            problems.append(Problem(line, "", f"expected {len(header)} fields, found {len(row)}"))
             continue
-        record = dict(zip(header, row, strict=True))
-        event, problem = _validate(line, record)
-        if problem:
-            problems.append(problem)
-        else:
-            parsed.append((line, event, _gives_id(record)))
-    return parsed, problems
-
-
-def _parse_jsonl(text: str) -> tuple[list[_Parsed], list[tuple[int, str]]]:
-    parsed, problems = [], []
-    for line, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw, parse_float=_refuse_float)
-        except (json.JSONDecodeError, ValueError) as exc:
-            problems.append((line, f"not valid JSON: {exc}"))
-            continue
-        if not isinstance(record, dict):
-            problems.append((line, "each line must be a JSON object"))
-            continue
-        if record.get("schema_version") == ISO27560_SCHEMA:
-            events, trouble = _record_events(line, record)
-            parsed += events
-            problems += trouble
-            continue
-        event, problem = _validate(line, record)
-        if problem:
-            problems.append(problem)
-        else:
-            parsed.append((line, event, _gives_id(record)))
-    return parsed, problems
-
-
-def _record_events(line: int, record: dict[str, Any]) -> tuple[list[_Parsed], list[tuple[int, str]]]:
-    """The events of one ISO/IEC TS 27560 record (the form `iso27560_records` writes): each
-    history entry is a grant (dpv:ConsentGiven) or a revoke (dpv:ConsentWithdrawn,
-    dpv:ConsentRevoked) of the record's principal and purpose, and, like any imported
-    line, must say when it took effect. Problems name the line and the entry."""
-    history = record.get("events")
-    if not isinstance(history, list) or not history:
-        return [], [(line, "an ISO/IEC TS 27560 record without events (its history of grants "
-                           "and revokes is what is imported)")]
-    parsed: list[_Parsed] = []
-    problems: list[tuple[int, str]] = []
-    for i, entry in enumerate(history):
-        status = entry.get("consent_status") if isinstance(entry, dict) else None
-        if status not in _DPV_ACTIONS:
-            problems.append((line, f"events[{i}]: consent_status {status!r} is no grant or revoke "
-                                   f"(use {', '.join(_DPV_ACTIONS)})"))
-            continue
-        fields = {k: entry.get(k) for k in ("event_id", "effective_at", "expires_at", "actor", "source")}
-        fields |= {"subject_id": record.get("pii_principal_id"), "purpose": record.get("purpose"),
-                   "action": _DPV_ACTIONS[status]}
-        event, problem = _validate(line, fields)
-        if problem:
-            problems.append((line, f"events[{i}]: {problem[1]}"))
-        else:
-            parsed.append((line, event, _gives_id(fields)))
-    return parsed, problems
+        _add(line, "", dict(zip(header, row, strict=True)), found, problems)
+    return found, problems
 
 
 def _refuse_float(text: str) -> float:
     raise ValueError(f"floating-point number {text} is not allowed in consent events")
 
 
-def _repeated_ids(parsed: list[tuple[int, ConsentEvent]]) -> list[tuple[int, str]]:
-    first: dict[str, tuple[int, ConsentEvent]] = {}
+def _repeated_ids(parsed: list[Parsed], unit: str) -> list[Problem]:
+    first: dict[str, Parsed] = {}
     problems = []
-    for line, event in parsed:
-        seen = first.setdefault(event.event_id, (line, event))
-        if seen[1] != event:
-            problems.append(
-                (line, f"event id {event.event_id!r} repeats line {seen[0]} with other content")
-            )
+    for p in parsed:
+        seen = first.setdefault(p.event.event_id, p)
+        if seen.event != p.event:
+            problems.append(Problem(p.at, where(p.part, "event_id"),
+                                    f"{p.part + ': ' if p.part else ''}event id "
+                                    f"{p.event.event_id!r} repeats {unit.format(seen.at)} with other content"))
     return problems
 
 
 # --- export ------------------------------------------------------------------------------
 
 
+def event_line(event: LedgerEvent) -> str:
+    """One event as a JSON Lines line of our export (without its newline)."""
+    return json.dumps(event.public_dict(), ensure_ascii=False, sort_keys=True)
+
+
 def export_jsonl(ledger: Ledger, path: str | Path) -> int:
     events = ledger.events()
     with atomic_output(path) as fh:
         for event in events:
-            fh.write(json.dumps(event.public_dict(), ensure_ascii=False, sort_keys=True) + "\n")
+            fh.write(event_line(event) + "\n")
     return len(events)
 
 
@@ -276,70 +318,6 @@ def export_parquet(ledger: Ledger, path: str | Path) -> int:
     with atomic_output(path, "wb") as fh:
         pq.write_table(table, fh)
     return table.num_rows
-
-
-def iso27560_records(ledger: Ledger, at: datetime | None = None) -> list[dict[str, Any]]:
-    """One ISO/IEC TS 27560-style consent record per (subject, purpose), with DPV states.
-
-    The record's status is the DPV consent state at `at` (default now); its history lists
-    every event with the DPV state it put the record in.
-    """
-    head = ledger.head()
-    when = at or utc_now()
-    by_key: dict[tuple[str, str], list] = {}
-    for event in ledger.events():
-        by_key.setdefault((event.subject_id, event.purpose), []).append(event)
-    states = {}
-    for purpose in sorted({p for _, p in by_key}):
-        for state in ledger.states(purpose, when, as_of_seq=head.seq):
-            states[(state.subject_id, purpose)] = state
-    records = []
-    for (subject, purpose), events in sorted(by_key.items()):
-        state = states.get((subject, purpose))
-        status = state.status if state else ConsentStatus.UNKNOWN
-        deciding = state.deciding_event if state else None
-        records.append(
-            {
-                "@context": DPV_CONTEXT,
-                "@type": "dpv:ConsentRecord",
-                "schema_version": ISO27560_SCHEMA,
-                "record_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"consentgen:{subject}:{purpose}")),
-                "pii_principal_id": subject,
-                "purpose": purpose,
-                "consent_status": status.dpv,
-                "status_at": when.isoformat().replace("+00:00", "Z"),
-                "consent_expiry": _iso(deciding.expires_at) if deciding else None,
-                "deciding_event_id": deciding.event_id if deciding else None,
-                "ledger_head": {"seq": head.seq, "hash": head.hash},
-                "events": [
-                    {
-                        "event_id": e.event_id,
-                        "seq": e.seq,
-                        "consent_status": event_status(e).dpv,
-                        "effective_at": _iso(e.effective_at),
-                        "expires_at": _iso(e.expires_at),
-                        "recorded_at": _iso(e.recorded_at),
-                        "actor": e.actor,
-                        "source": e.source,
-                        "hash": e.hash,
-                    }
-                    for e in events
-                ],
-            }
-        )
-    return records
-
-
-def export_iso27560(ledger: Ledger, path: str | Path, at: datetime | None = None) -> int:
-    records = iso27560_records(ledger, at)
-    with atomic_output(path) as fh:
-        for record in records:
-            fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-    return len(records)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 EXPORTERS: dict[str, Callable[[Ledger, Path], int]] = {
