@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from consent import ConsentStatus, Ledger
 from consent.events import utc_now
+from consent.state import consent_ended_at
 from consentgen.errors import HomeLockedError
 from consentgen.files import fsync_dir
 from consentgen.home import MODELS_DIR
@@ -125,10 +126,10 @@ def _verdict(subject: str, events: list[dict], states: dict, expiry_policy: str,
             keeps.append(f"no consent decision in effect yet for purpose {purpose}")
         elif status is ConsentStatus.EXPIRED:
             if expiry_policy != "withdraw":
-                keeps.append(f"consent for purpose {purpose} expired {_when(deciding.expires_at)}, and "
+                keeps.append(f"consent for purpose {purpose} expired {_when(consent_ended_at(deciding))}, and "
                              "the expiry policy keeps what was made while it held")
             else:
-                ends.append(deciding.expires_at)
+                ends.append(consent_ended_at(deciding))
         else:  # revoked, by the subject or by an operator on their behalf
             ends.append(deciding.effective_at)
     if keeps:

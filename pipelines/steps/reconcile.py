@@ -27,6 +27,7 @@ from pydantic import BaseModel, computed_field
 
 from consent import ConsentState, ConsentStatus, Ledger, LedgerEvent
 from consent.events import to_utc, utc_now
+from consent.state import consent_ended_at
 from pipelines.catalog import Catalog
 from pipelines.catalog.lineage import (
     PresentImage,
@@ -194,7 +195,7 @@ def _cause(state: ConsentState | None, config: BuildConfig) -> _Cause | None:
     if state.status is ConsentStatus.EXPIRED:
         if config.expiry_policy == "keep":
             return None
-        return _Cause(WithdrawalReason.EXPIRED, event, event.expires_at)
+        return _Cause(WithdrawalReason.EXPIRED, event, consent_ended_at(event))
     return _Cause(WithdrawalReason(state.status.value), event, event.effective_at)
 
 

@@ -151,7 +151,7 @@ def test_an_iso27560_entry_without_effective_at_is_refused(ledger: Ledger, tmp_p
               "events": [{"event_id": "g", "consent_status": "dpv:ConsentGiven",
                           "effective_at": "2026-01-01T00:00:00Z"},
                          {"event_id": "r", "consent_status": "dpv:ConsentWithdrawn"},
-                         {"event_id": "x", "consent_status": "dpv:ConsentExpired",
+                         {"event_id": "x", "consent_status": "dpv:ConsentRefused",
                           "effective_at": "2026-02-01T00:00:00Z"}]}
     good = {"subject_id": "ann", "purpose": PURPOSE, "action": "grant",
             "effective_at": "2026-01-01T00:00:00Z"}
@@ -161,7 +161,7 @@ def test_an_iso27560_entry_without_effective_at_is_refused(ledger: Ledger, tmp_p
     assert [line for line, _ in info.value.problems] == [2, 2]
     first, second = (why for _, why in info.value.problems)
     assert first.startswith("events[1]: effective_at is required in an import")
-    assert second.startswith("events[2]: consent_status 'dpv:ConsentExpired' is no grant or revoke")
+    assert second.startswith("events[2]: consent_status 'dpv:ConsentRefused' is no grant")
     assert ledger.head().seq == 0
 
 
