@@ -24,6 +24,7 @@ def serve(
 
     root = resolve_home(home)
     check_range("--port", port, 1, 65535)
+    check_tls(tls_cert, tls_key)
     config, warning = load_config_leniently(root)
     if warning:
         err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
@@ -32,6 +33,30 @@ def serve(
     url = service_url(settings.host, settings.port, tls_cert is not None)
     console.print(f"consent service for {root} on {url} (OpenAPI at {url}/docs); Ctrl-C stops it")
     run_service(root, settings, tls_cert=tls_cert, tls_key=tls_key)
+
+
+def check_tls(cert: Path | None, key: Path | None) -> None:
+    """Both or neither, readable and a matching pair: refused in one line before the
+    ledger is opened, not as an ssl traceback once uvicorn starts."""
+    import ssl
+
+    from consentgen.errors import ConfigError
+
+    if cert is None and key is None:
+        return
+    if cert is None or key is None:
+        given, missing = ("--tls-cert", "--tls-key") if key is None else ("--tls-key",
+                                                                          "--tls-cert")
+        raise ConfigError(f"{given} needs {missing} too (a PEM certificate and its private key)")
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if not path.is_file():
+            raise ConfigError(f"{flag} {path}: no such file")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            cert, key, password=lambda: b"")  # an encrypted key: refused, not a tty prompt
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError(f"--tls-cert {cert} / --tls-key {key}: cannot be used together "
+                          f"({' '.join(str(exc).split())})") from None
 
 
 token_app = typer.Typer(help="Bearer tokens of the consent service.", no_args_is_help=True)
@@ -50,6 +75,7 @@ def token_create(
 
     root = resolve_home(home)
     tokens.check_role(role)
+    tokens.check_name(name)
     service = running_service(root)
     if service is not None:
         with service:
@@ -143,14 +169,21 @@ def access_log(
 
         with _access(root, read_only=True) as con:
             entries = [entry_json(e) for e in log.entries(con, since=when)]
-    table = Table("seq", "at", "token", "role", "method", "path", "subjects", "status", "ms",
-                  box=None)
+    table = Table("seq", "at (UTC)", "token (role)", "request", "subjects", "status", "ms",
+                  box=None, expand=False)
+    for column in table.columns:  # fold, never cut: an audit line must be read whole
+        column.overflow = "fold"
     for e in entries:
-        table.add_row(str(e["seq"]), e["logged_at"], e["token"], e["role"], e["method"], e["path"],
-                      ",".join(e["subjects"][:5]) + ("…" if len(e["subjects"]) > 5 else ""),
-                      str(e["status"]), f"{e['latency_us'] / 1000:.1f}")
-    console.print(table)
+        table.add_row(str(e["seq"]), e["logged_at"][:19] + "Z", f"{e['token']} ({e['role']})",
+                      f"{e['method']} {e['path']}", _subjects(e["subjects"]), str(e["status"]),
+                      f"{e['latency_us'] / 1000:.1f}")
+    console.print(table, soft_wrap=False)
     console.print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}")
+
+
+def _subjects(subjects: list[str], shown: int = 5) -> str:
+    more = len(subjects) - shown
+    return ",".join(subjects[:shown]) + (f" +{more} more" if more > 0 else "")
 
 
 def _access_file(root: Path) -> Path:

@@ -109,10 +109,25 @@ def entries(con: duckdb.DuckDBPyConnection, *, after_seq: int = 0, limit: int | 
 def verify(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
     """Recompute the chain; the head when intact, else `AccessLogIntegrityError` naming
     the first bad sequence. Every head the service logged must still be in the chain
-    (entries after the last one, at most a second's, are vouched for by the next)."""
+    (entries after the last one, at most a second's, are vouched for by the next). One
+    transaction, so a commit landing between the two reads is not taken for a cut tail."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        try:
+            found = entries(con)
+            heads = con.execute("SELECT seq, hash FROM access_heads ORDER BY seq").fetchall()
+        except duckdb.Error as exc:  # a dropped table or column: damage, not a traceback
+            raise AccessLogIntegrityError(1, "its tables are damaged ("
+                                          f"{' '.join(str(exc).split())[:200]})") from None
+    finally:
+        con.execute("ROLLBACK")
+    return _check(found, heads)
+
+
+def _check(found: list[dict[str, Any]], heads: list[tuple[int, str]]) -> tuple[int, str]:
     expected_seq, prev = 0, GENESIS
     hashes: dict[int, str] = {}
-    for item in entries(con):
+    for item in found:
         expected_seq += 1
         seq = item["seq"]
         if seq != expected_seq:
@@ -125,7 +140,7 @@ def verify(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
         prev = item["hash"]
         hashes[seq] = prev
     last = expected_seq
-    for seq, digest in con.execute("SELECT seq, hash FROM access_heads ORDER BY seq").fetchall():
+    for seq, digest in heads:
         if seq > last:
             raise AccessLogIntegrityError(last + 1, f"the log ends at {last} but a commit "
                                           f"recorded a head at {seq}: tail truncated")

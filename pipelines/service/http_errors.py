@@ -80,8 +80,14 @@ def error_body(code: str, message: str, field: str | None = None, **extra: Any) 
     return {"error": {"code": code, "message": message, "field": field, **extra}}
 
 
+def one_line(text: str, limit: int = 500) -> str:
+    """A message as one line (a client logs it, a person reads it; no wrapped traceback)."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
+
+
 def respond(err: ApiError) -> JSONResponse:
-    return JSONResponse(error_body(err.code, err.message, err.field, **err.extra),
+    return JSONResponse(error_body(err.code, one_line(err.message), err.field, **err.extra),
                         status_code=err.status, headers=err.headers)
 
 
@@ -106,13 +112,28 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":  # FastAPI's loc is (body, char offset)
+            why = (first.get("ctx") or {}).get("error", "invalid JSON")
+            return respond(ApiError(400, "malformed_json", f"body is not valid JSON: {why}",
+                                    "body"))
         where = field_of(first.get("loc", ()))
         msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
         return respond(ApiError(422, "invalid_request", f"{where}: {msg}", where))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        status = exc.status_code
         code = {401: "unauthenticated", 403: "forbidden", 404: "not_found",
-                405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http")
-        return respond(ApiError(exc.status_code, code, str(exc.detail),
+                405: "method_not_allowed", 413: "too_large"}.get(status, "http")
+        message, field = str(exc.detail), None
+        if status == 404 and exc.detail == "Not Found":
+            message = (f"no endpoint {request.method} {request.url.path} (the API is under "
+                       "/v1; see /docs)")
+            field = "path"
+        elif status == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            message = (f"method {request.method} is not allowed on {request.url.path}"
+                       + (f" (allowed: {allowed})" if allowed else ""))
+            field = "method"
+        return respond(ApiError(status, code, message, field,
                                 headers=getattr(exc, "headers", None)))

@@ -8,9 +8,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
+from consentgen.errors import TokenError
 from pipelines.service import access_log, tokens
 from pipelines.service.auth import require, runtime_of
-from pipelines.service.roles import Permission, Role
+from pipelines.service.http_errors import ApiError
+from pipelines.service.roles import Permission
 from pipelines.service.runtime import Principal
 
 router = APIRouter(prefix="/v1")
@@ -55,7 +57,7 @@ def verify_access_log(request: Request,
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
-    role: Role
+    role: str  # checked by tokens.check_role: a 422 that names the issuable roles
 
 
 def token_json(record: tokens.TokenRecord) -> dict[str, Any]:
@@ -65,13 +67,30 @@ def token_json(record: tokens.TokenRecord) -> dict[str, Any]:
             if record.revoked_at else None}
 
 
+def _token_error(exc: TokenError, field: str) -> ApiError:
+    missing = str(exc).startswith("no token named")
+    exists = "exists already" in str(exc)
+    return ApiError(404 if missing else 409 if exists else 422, "token", str(exc), field)
+
+
 @router.post("/tokens", tags=["tokens"], status_code=201,
              summary="Make a token (shown once in the answer, stored hashed)")
 async def create_token(request: Request, body: TokenIn,
                        _: Principal = Depends(require(Permission.TOKENS_MANAGE))) -> JSONResponse:
+    try:
+        role = tokens.check_role(body.role)
+    except TokenError as exc:
+        raise _token_error(exc, "role") from None
+    try:
+        tokens.check_name(body.name)
+    except TokenError as exc:
+        raise _token_error(exc, "name") from None
     access = runtime_of(request).access
-    token, record = await runtime_of(request).access_commits.submit(
-        lambda con: tokens.create(con, body.name, body.role.value))
+    try:
+        token, record = await runtime_of(request).access_commits.submit(
+            lambda con: tokens.create(con, body.name, role.value))
+    except TokenError as exc:
+        raise _token_error(exc, "name") from None
     access.tokens[tokens.digest(token)] = record
     return JSONResponse(status_code=201, content={"token": token, **token_json(record)})
 
@@ -86,7 +105,11 @@ def list_tokens(request: Request,
 async def revoke_token(request: Request, name: str,
                        _: Principal = Depends(require(Permission.TOKENS_MANAGE))) -> dict[str, Any]:
     access = runtime_of(request).access
-    record = await runtime_of(request).access_commits.submit(lambda con: tokens.revoke(con, name))
+    try:
+        record = await runtime_of(request).access_commits.submit(
+            lambda con: tokens.revoke(con, name))
+    except TokenError as exc:
+        raise _token_error(exc, "name") from None
     for digest, held in list(access.tokens.items()):
         if held.name == name:
             del access.tokens[digest]

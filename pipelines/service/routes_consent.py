@@ -41,18 +41,54 @@ EVENTS_BODY = {
 
 
 def parse_body(body: bytes) -> Any:
-    """JSON, or a 400 saying where it breaks; floats are refused (no consent field is one)."""
+    """JSON, or a 400 saying where it breaks; floats are refused naming where they are (no
+    consent field is one: a number where a time or an id belongs is a client's bug)."""
+    floats: list[_Float] = []
+
+    def on_float(text: str) -> _Float:
+        floats.append(_Float(text))
+        return floats[-1]
+
+    if not body.strip():
+        raise ApiError(400, "malformed_json", "body is empty; send a JSON event object or a "
+                       "list of them", "body")
     try:
-        return json.loads(body, parse_float=_no_float)
+        payload = json.loads(body, parse_float=on_float)
     except json.JSONDecodeError as exc:
         raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc.msg} at line "
                        f"{exc.lineno} column {exc.colno}", "body") from None
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(422, "invalid_request", f"body: {exc}", "body") from None
+    except (ValueError, RecursionError) as exc:  # digits past int's limit, deep nesting
+        raise ApiError(400, "malformed_json", f"body: {' '.join(str(exc).split())}",
+                       "body") from None
+    if floats:
+        where = _float_path(payload) or "body"
+        raise ApiError(422, "invalid_event", f"{where}: floating-point number "
+                       f"{floats[0].text[:40]} is not allowed in a consent event", where)
+    return payload
 
 
-def _no_float(text: str) -> float:
-    raise ValueError(f"floating-point number {text} is not allowed in consent events")
+class _Float:
+    """A float as parsed, kept only to name where it was."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _float_path(value: Any, path: str = "") -> str | None:
+    """Where the first float is: `effective_at`, `[3].expires_at`, `[0].source.x`."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, _Float):
+            return where
+        children = (list(enumerate(item)) if isinstance(item, list)
+                    else list(item.items()) if isinstance(item, dict) else [])
+        for key, child in reversed(children):
+            step = f"[{key}]" if isinstance(key, int) else (f".{key}" if where else str(key))
+            stack.append((child, where + step))
+    return None
 
 
 def events_from(payload: Any, principal: Principal, limit: int) -> list[ConsentEvent]:
@@ -71,7 +107,8 @@ def events_from(payload: Any, principal: Principal, limit: int) -> list[ConsentE
             raise ApiError(422, "invalid_event", f"{where or 'body'}: an event must be a JSON "
                            "object", where or "body")
         if "actor" not in item:
-            item = {**item, "actor": f"token:{principal.name}"}
+            item = {**item, "actor": principal.name if principal.via == "jwt"
+                    else f"token:{principal.name}"}
         try:
             events.append(ConsentEvent.model_validate(item))
         except ValidationError as exc:

@@ -49,18 +49,26 @@ def check_role(role: str) -> Role:
     except ValueError:
         parsed = None
     if parsed not in ISSUABLE:
-        raise TokenError(f"role {role!r} is not one of {', '.join(ISSUABLE)}")
+        owner = " (owner is the home's own command line; it is never issued)"
+        raise TokenError(f"role {role!r} is not one of {', '.join(ISSUABLE)}"
+                         + (owner if role == Role.OWNER.value else ""))
     return parsed
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise TokenError(f"token name {name!r}: use letters, digits and . _ - (up to 64, "
+                         "starting with a letter or digit)")
+    return name
 
 
 def create(con: duckdb.DuckDBPyConnection, name: str, role: str) -> tuple[str, TokenRecord]:
     """A new token named `name`; returns the token (to show once) and its record."""
     parsed = check_role(role)
-    if not NAME_PATTERN.match(name):
-        raise TokenError(f"token name {name!r}: use letters, digits and . _ - (up to 64)")
+    check_name(name)
     if con.execute("SELECT 1 FROM tokens WHERE name = ?", [name]).fetchall():
-        raise TokenError(f"a token named {name!r} exists already (revoke it first, or pick "
-                         "another name)")
+        raise TokenError(f"a token named {name!r} exists already; pick another name (a "
+                         "revoked token keeps its name: the access log refers to it)")
     token = new_token()
     now = datetime.now(UTC)
     con.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, NULL)",
