@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from consentgen.errors import ConsentgenError
 from pipelines.cli import (
@@ -50,13 +51,13 @@ def main() -> None:
         code = app(standalone_mode=False)
     except typer.TyperException as exc:  # click's usage errors (typer vendors click)
         if type(exc).__name__ != "NoArgsIsHelpError":  # that one printed the help already
-            err_console.print(f"[bold red]error:[/] {usage_line(exc)}", highlight=False,
+            err_console.print(f"[bold red]error:[/] {escape(usage_line(exc))}", highlight=False,
                               soft_wrap=True)
         sys.exit(getattr(exc, "exit_code", 2))
     except typer.Abort:
         sys.exit(130)
     except ConsentgenError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -37,9 +37,9 @@ def read_access_log(request: Request, after_seq: int = Query(0, ge=0),
                     limit: int = Query(1000, ge=1, le=10_000),
                     since: str | None = Query(None, description="ISO-8601 with zone"),
                     _: Principal = Depends(require(Permission.ACCESS_LOG_READ))) -> dict[str, Any]:
-    from pipelines.service.routes_consent import _time
+    from pipelines.service.routes_consent import query_time
 
-    when = _time(since, "since")
+    when = query_time(since, "since")
     found = runtime_of(request).access.read(
         lambda con: access_log.entries(con, after_seq=after_seq, limit=limit, since=when))
     return {"entries": [entry_json(e) for e in found],

@@ -166,7 +166,7 @@ async def post_events(request: Request,
 # --- reads --------------------------------------------------------------------------------
 
 
-def _time(value: str | None, name: str) -> datetime | None:
+def query_time(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
     try:
@@ -175,14 +175,14 @@ def _time(value: str | None, name: str) -> datetime | None:
         raise ApiError(422, "invalid_request", str(exc), name) from None
 
 
-def _purpose(value: str) -> str:
+def query_purpose(value: str) -> str:
     if not PURPOSE_PATTERN.match(value):
         raise ApiError(422, "invalid_request", f"purpose {value!r} must be lower-case letters, "
                        "digits and . _ : - (e.g. synthetic-training)", "purpose")
     return value
 
 
-def _subject(value: str) -> str:
+def path_subject(value: str) -> str:
     try:
         return normalise_subject_id(value)
     except ValueError as exc:
@@ -193,9 +193,9 @@ def _subject(value: str) -> str:
 def subject_state(request: Request, subject_id: str, purpose: str = Query(...),
                   at: str | None = Query(None, description="ISO-8601 with zone (default now)"),
                   _: Principal = Depends(require(Permission.CONSENT_READ))) -> dict[str, Any]:
-    subject = _subject(subject_id)
+    subject = path_subject(subject_id)
     touched(request, subject)
-    state = runtime_of(request).ledger.state(subject, _purpose(purpose), _time(at, "at"))
+    state = runtime_of(request).ledger.state(subject, query_purpose(purpose), query_time(at, "at"))
     return {"subject_id": state.subject_id, "purpose": state.purpose,
             "at": state.at.isoformat().replace("+00:00", "Z"), "granted": state.granted,
             "status": state.status.dpv,
@@ -206,7 +206,7 @@ def subject_state(request: Request, subject_id: str, purpose: str = Query(...),
 def eligible(request: Request, purpose: str = Query(...), at: str | None = Query(None),
              as_of_seq: int | None = Query(None, ge=0),
              _: Principal = Depends(require(Permission.CONSENT_READ))) -> list[str]:
-    subjects = runtime_of(request).ledger.eligible(_purpose(purpose), _time(at, "at"),
+    subjects = runtime_of(request).ledger.eligible(query_purpose(purpose), query_time(at, "at"),
                                                    as_of_seq=as_of_seq)
     touched(request, *subjects)
     return subjects
@@ -216,7 +216,7 @@ def eligible(request: Request, purpose: str = Query(...), at: str | None = Query
 def states(request: Request, purpose: str = Query(...), at: str | None = Query(None),
            as_of_seq: int | None = Query(None, ge=0),
            _: Principal = Depends(require(Permission.CONSENT_READ))) -> list[dict[str, Any]]:
-    found = runtime_of(request).ledger.states(_purpose(purpose), _time(at, "at"),
+    found = runtime_of(request).ledger.states(query_purpose(purpose), query_time(at, "at"),
                                               as_of_seq=as_of_seq)
     touched(request, *(s.subject_id for s in found))
     return [{"subject_id": s.subject_id, "status": s.status.dpv, "granted": s.granted,
@@ -230,9 +230,9 @@ def events_log(request: Request, after_seq: int = Query(0, ge=0),
                limit: int = Query(1000, ge=1, le=MAX_PAGE),
                subject_id: str | None = Query(None), purpose: str | None = Query(None),
                _: Principal = Depends(require(Permission.CONSENT_READ))) -> dict[str, Any]:
-    subject = _subject(subject_id) if subject_id is not None else None
+    subject = path_subject(subject_id) if subject_id is not None else None
     found = runtime_of(request).ledger.events(
-        subject_id=subject, purpose=_purpose(purpose) if purpose else None,
+        subject_id=subject, purpose=query_purpose(purpose) if purpose else None,
         after_seq=after_seq, limit=limit)
     touched(request, *(e.subject_id for e in found))
     return {"events": [event_json(e) for e in found],

@@ -24,7 +24,7 @@ from pipelines.service.auth import require, runtime_of, touched
 from pipelines.service.http_errors import ApiError
 from pipelines.service.purposes import check_purposes, declared
 from pipelines.service.roles import Permission
-from pipelines.service.routes_consent import _time, append, append_response, parse_body
+from pipelines.service.routes_consent import query_time, append, append_response, parse_body
 from pipelines.service.runtime import Principal, ServiceRuntime
 
 router = APIRouter(prefix="/v1/consent", tags=["exchange"])
@@ -69,7 +69,7 @@ def export_consent(request: Request,
                    _: Principal = Depends(require(Permission.CONSENT_READ))) -> Response:
     ledger = runtime_of(request).ledger
     if fmt == "iso27560":
-        records = iso27560_records(ledger, _time(at, "at"))
+        records = iso27560_records(ledger, query_time(at, "at"))
         touched(request, *dict.fromkeys(r["pii_principal_id"] for r in records))
         return JSONResponse(records, media_type=JSON_LD)
     if fmt == "jsonl":

@@ -26,7 +26,7 @@ from pipelines.service.auth import require, runtime_of, touched
 from pipelines.service.http_errors import ApiError
 from pipelines.service.purposes import check_purposes
 from pipelines.service.roles import Permission, allows
-from pipelines.service.routes_consent import _purpose, _subject, event_json, head_json
+from pipelines.service.routes_consent import query_purpose, path_subject, event_json, head_json
 from pipelines.service.runtime import Principal, ServiceRuntime
 from pipelines.settings import BuildConfig
 
@@ -147,7 +147,7 @@ def withdraw(request: Request, body: WithdrawRequest,
             raise ApiError(422, "invalid_request", "purpose: only a subject's withdrawal "
                            "revokes a purpose", "purpose")
         return _withdraw_image(runtime, _image_id(body.image), body.reason)
-    subject = _subject(body.subject_id)
+    subject = path_subject(body.subject_id)
     touched(request, subject)
     return _withdraw_subject(runtime, subject, body, principal)
 
@@ -183,7 +183,7 @@ def _withdraw_subject(runtime: ServiceRuntime, subject: str, body: WithdrawReque
     if not catalog.sources(subject_id=subject) and not ledger.events(subject_id=subject, limit=1):
         raise ApiError(404, "unknown_subject", f"no subject {subject!r} in the catalog or the "
                        "ledger", "subject_id")
-    purpose = _purpose(body.purpose) if body.purpose is not None else _config(
+    purpose = query_purpose(body.purpose) if body.purpose is not None else _config(
         runtime, strict=True).purpose
     try:
         event = ConsentEvent(subject_id=subject, purpose=purpose, action=Action.REVOKE,
@@ -212,7 +212,7 @@ def erasure(request: Request, subject_id: str,
     from pipelines.steps.erasure_record import erasure_record
 
     runtime = runtime_of(request)
-    subject = _subject(subject_id)
+    subject = path_subject(subject_id)
     touched(request, subject)
     try:
         record = erasure_record(Catalog(runtime.home), runtime.ledger, _config(runtime), subject)
