@@ -115,8 +115,11 @@ class ThreadCommitter(Generic[I, R]):
     """The same group commit on a thread of its own, for writes off the loop's critical
     path (the access log): batches gather while the previous one commits, and the loop
     is never blocked by them. Futures are the loop's; they resolve on it. With
-    `min_interval_s`, commits are at least that far apart: each takes the GIL back a few
-    times, and fewer, larger ones leave the loop more of it."""
+    `min_interval_s`, commits are at least that far apart while callers are concurrent
+    (the previous batch held more than one item): each commit costs a few milliseconds of
+    CPU and takes the GIL back a few times, and fewer, larger ones leave the loop more of
+    both. A lone caller (the previous batch was its predecessor alone) is committed at
+    once, so one client's sequential requests never wait out the interval."""
 
     _STOP = object()
 
@@ -159,11 +162,11 @@ class ThreadCommitter(Generic[I, R]):
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        last = 0.0
+        last, previous = 0.0, 0
         while True:
             first = self._queue.get()
             pause = self._min_interval_s - (time.monotonic() - last)
-            if pause > 0 and first is not self._STOP:
+            if pause > 0 and previous > 1 and first is not self._STOP:
                 time.sleep(pause)  # let more gather: fewer, larger commits, less GIL taken
             last = time.monotonic()
             stop = first is self._STOP
@@ -178,6 +181,7 @@ class ThreadCommitter(Generic[I, R]):
                     batch.append(more)
             if batch:
                 self._commit_batch(batch)
+            previous = len(batch)
             if stop:
                 return
 

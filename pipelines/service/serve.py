@@ -7,6 +7,7 @@ answered only after its transaction committed.
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import uvicorn
@@ -14,6 +15,7 @@ import uvicorn
 from consentgen.errors import ConfigError
 from pipelines.service.app import create_app, open_runtime
 from pipelines.service.settings import ServiceSettings
+from pipelines.service.withdrawal import prepare
 
 
 def service_url(host: str, port: int, tls: bool) -> str:
@@ -32,6 +34,7 @@ def run_service(home: Path, settings: ServiceSettings, *, tls_cert: Path | None 
             raise ConfigError(f"{flag} {path}: no such file")
     tls = tls_cert is not None
     url = service_url(settings.host, settings.port, tls)
+    prepare()  # a revoke's withdrawal imports nothing once /v1/health says ready
     runtime = open_runtime(home, settings)
     app = create_app(home, settings, runtime=runtime, url=url,
                      ca_file=str(Path(tls_cert).resolve()) if tls else None)
@@ -42,6 +45,7 @@ def run_service(home: Path, settings: ServiceSettings, *, tls_cert: Path | None 
         limit_concurrency=2048, backlog=2048, server_header=False,
     )
     server = uvicorn.Server(config)
+    freeze_startup_objects()
     try:
         server.run()
     finally:
@@ -49,3 +53,14 @@ def run_service(home: Path, settings: ServiceSettings, *, tls_cert: Path | None 
     if not server.started:
         raise ConfigError(f"the consent service did not start on {url} (is the port taken? "
                           "see the lines above)")
+
+
+def freeze_startup_objects() -> None:
+    """Move what start-up made (modules, pandas and pyarrow, FastAPI's models: ~130,000
+    objects) out of the collector's reach. Under load the cyclic collector's full passes
+    walked all of them, ~70 ms with the loop stopped each time; frozen, those passes see
+    only what requests made (measured: ~12-15 % less server CPU per appended event,
+    single and batched, and no 70 ms stalls in the p99)."""
+    gc.collect()
+    gc.freeze()
+
