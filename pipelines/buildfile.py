@@ -264,9 +264,9 @@ def declared_purposes(home: str | os.PathLike[str] | None = None) -> list[str]:
     """
     if build_file_path(home).is_file():
         return list(load_config_leniently(home)[0].purposes)
-    from consent import Ledger
+    from pipelines.service.client import ledger_at  # the service's, while it holds the file
 
-    return list(dict.fromkeys([DEFAULT_PURPOSE, *Ledger.at_home(home).purposes()]))
+    return list(dict.fromkeys([DEFAULT_PURPOSE, *ledger_at(home).purposes()]))
 
 
 def declare_purposes(home: str | os.PathLike[str] | None, purposes: list[str]) -> Path:

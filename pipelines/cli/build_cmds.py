@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from consent import Ledger
+from consent import LedgerEvent
 from consentgen.errors import ConfigError, ReleaseError, UnknownSubjectError
 from pipelines.catalog import Catalog, Release, ReleaseImage
 from pipelines.cli.common import (
@@ -18,6 +18,7 @@ from pipelines.cli.common import (
     check_consent_purpose,
     check_range,
     console,
+    home_ledger,
     resolve_home,
 )
 from pipelines.buildfile import load_config
@@ -147,15 +148,31 @@ def withdraw(
                       "(its candidate and pixels)" + "".join(f"; {p}" for p in out.problems))
         return
     from consent.state import OPERATOR_WITHDRAWAL_SOURCE
-    from pipelines.cli.reconcile_cmds import reconcile_subject
+    from pipelines.cli.reconcile_cmds import reconcile_subject, say_what_waits
+    from pipelines.service.remote_ledger import ServiceLedger, event_from_json
 
-    ledger = Ledger.at_home(root)
+    ledger = home_ledger(root)
     if not catalog.sources(subject_id=subject) and not ledger.events(subject_id=subject, limit=1):
         raise UnknownSubjectError(f"no subject {subject!r} in the catalog or the ledger at {root}")
     if purpose is not None:  # an undeclared one is refused unless the subject has it on record
-        check_consent_purpose(root, "revoke", subject, purpose, flag=None)
+        check_consent_purpose(root, "revoke", subject, purpose, flag=None, ledger=ledger)
+    actor = actor or os.environ.get("USER") or "operator"
+    if isinstance(ledger, ServiceLedger):  # the service revokes and withdraws in one request,
+        # with the reason on the withdrawal rows (no second reconcile here to race its own)
+        answer = ledger.client.post("/v1/releases/withdraw", {
+            "subject_id": subject, "purpose": purpose or config.purpose, "reason": reason,
+            "actor": actor})
+        event = event_from_json(answer["event"])
+        _say_revoked(event)
+        console.print(answer["line"])
+        say_what_waits(event, answer["stale_shards"])
+        return
     event = ledger.revoke(subject, purpose or config.purpose, source=OPERATOR_WITHDRAWAL_SOURCE,
-                          actor=actor or os.environ.get("USER") or "operator")
-    console.print(f"recorded #{event.seq} revoke of {subject} for {event.purpose} by {event.actor} "
-                  "on the subject's behalf (dpv:ConsentRevoked)")
-    reconcile_subject(root, subject, effective_at=event.effective_at, note=reason)
+                          actor=actor)
+    _say_revoked(event)
+    reconcile_subject(root, event, note=reason, ledger=ledger)
+
+
+def _say_revoked(event: LedgerEvent) -> None:
+    console.print(f"recorded #{event.seq} revoke of {event.subject_id} for {event.purpose} by "
+                  f"{event.actor} on the subject's behalf (dpv:ConsentRevoked)")

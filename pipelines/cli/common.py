@@ -17,6 +17,7 @@ from consentgen.errors import ConfigError, UndeclaredPurposeError
 from consentgen.home import HOME_ENV, data_home, existing_home
 
 if TYPE_CHECKING:  # the settings import pydantic models the CLI's startup need not load
+    from consent import Ledger
     from pipelines.settings import BuildConfig
 
 console = Console(highlight=False, soft_wrap=True)
@@ -28,6 +29,15 @@ HomeOption = Annotated[
 ]
 
 NEW_PURPOSE_FLAG = "--new-purpose"
+
+
+def home_ledger(root: Path) -> Ledger:
+    """The home's ledger as a command may use it: through the home's consent service while
+    one runs (it holds the file, and DuckDB refuses any other process's open of it, even
+    read-only), else the file (`pipelines.service.client.ledger_at`)."""
+    from pipelines.service.client import ledger_at
+
+    return ledger_at(root)
 
 
 def resolve_home(home: Path | None) -> Path:
@@ -45,27 +55,32 @@ class NewHome:
     catalog: Path
     build_file: Path
     wrote_build_file: bool
+    served_by: str | None = None
+    """The URL of the consent service that holds the ledger, when one runs for the home."""
 
 
 def create_home(home: Path | None, config: BuildConfig | None = None) -> NewHome:
     """Create the data home, its empty ledger and catalog, and the commented build file
     (never overwriting one) at `config`'s values (default: the demo preset's); idempotent.
-    The one place a home comes into being."""
-    from consent import Ledger
+    The one place a home comes into being; while the home's consent service runs, the
+    ledger is the one it holds (and exists already)."""
     from pipelines.buildfile import build_file_path, write_template
     from pipelines.catalog import Catalog
+    from pipelines.service.remote_ledger import ServiceLedger
 
     root = data_home(home)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"{root} is a file, not a folder for a data home")
     root.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger.at_home(root)
+    ledger = home_ledger(root)
     head = ledger.init()
     catalog = Catalog(root)
     catalog.ensure_schema()
     build_file = build_file_path(root)
     wrote = write_template(build_file, config)
-    return NewHome(root, ledger.path, head.seq, head.hash, catalog.path, build_file, wrote)
+    served_by = ledger.url if isinstance(ledger, ServiceLedger) else None
+    return NewHome(root, ledger.path, head.seq, head.hash, catalog.path, build_file, wrote,
+                   served_by)
 
 
 def require_declared(root: Path, purposes: Iterable[str], *, declare: bool = False,
@@ -95,14 +110,14 @@ def require_declared(root: Path, purposes: Iterable[str], *, declare: bool = Fal
 
 
 def check_consent_purpose(root: Path, action: str, subject: str, purpose: str, *,
-                          declare: bool = False, flag: str | None = NEW_PURPOSE_FLAG) -> list[str]:
+                          declare: bool = False, flag: str | None = NEW_PURPOSE_FLAG,
+                          ledger: Ledger | None = None) -> list[str]:
     """`require_declared` for one grant or revoke, except that a revoke of consent the
     subject has on record for the purpose always goes through: withdrawing consent is
-    never refused, whatever the build file declares now."""
+    never refused, whatever the build file declares now. `ledger`: the caller's, if it
+    has one (default the home's)."""
     if action == "revoke":
-        from consent import Ledger
-
-        ledger = Ledger.at_home(root)
+        ledger = ledger or home_ledger(root)
         if ledger.path.exists() and ledger.events(subject_id=subject, purpose=purpose, limit=1):
             return []
     return require_declared(root, [purpose], declare=declare, flag=flag)

@@ -1,4 +1,8 @@
-"""`consentgen init` and `consentgen consent ...`: thin over `consent.Ledger`."""
+"""`consentgen init` and `consentgen consent ...`: thin over `consent.Ledger`.
+
+Each command uses `common.home_ledger`: the file itself, or, while `consentgen serve` runs for
+the home (it holds the file, and DuckDB refuses other processes' opens), the same calls
+through the service, printing the same lines."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from pipelines.cli.common import (
     create_home,
     err_console,
     check_consent_purpose,
+    home_ledger,
     parse_time,
     require_declared,
     resolve_home,
@@ -36,7 +41,7 @@ NewPurposeOption = Annotated[bool, typer.Option(
 
 
 def _ledger(home: Path | None) -> Ledger:
-    return Ledger.at_home(resolve_home(home))
+    return home_ledger(resolve_home(home))
 
 
 def _describe(event: LedgerEvent) -> str:
@@ -53,7 +58,8 @@ def init(home: HomeOption = None) -> None:
     creates a home."""
     made = create_home(home)
     console.print(f"data home  {made.root}")
-    console.print(f"ledger     {made.ledger} (head {made.head_seq}, {made.head_hash[:16]}…)")
+    held = f"; held by the consent service at {made.served_by}" if made.served_by else ""
+    console.print(f"ledger     {made.ledger} (head {made.head_seq}, {made.head_hash[:16]}…{held})")
     console.print(f"catalog    {made.catalog}")
     console.print(f"build file {made.build_file} ({'written' if made.wrote_build_file else 'kept as it was'})")
     console.print(f"purposes   {', '.join(declared_purposes(made.root))}")
@@ -65,7 +71,8 @@ def _say_declared(root: Path, purposes: list[str]) -> None:
 
 
 def _record(action: str, subject: str, purpose: str, at: str | None, event_id: str | None,
-            home: Path | None, new_purpose: bool = False, **extra: str | None) -> LedgerEvent:
+            home: Path | None, new_purpose: bool = False,
+            **extra: str | None) -> tuple[LedgerEvent, Ledger]:
     root = resolve_home(home)
     fields = {
         "subject_id": subject,
@@ -77,13 +84,13 @@ def _record(action: str, subject: str, purpose: str, at: str | None, event_id: s
     if event_id is not None:
         fields["event_id"] = event_id
     asked = ConsentEvent.parse(fields)
-    ledger = Ledger.at_home(root)
+    ledger = home_ledger(root)
     _say_declared(root, check_consent_purpose(root, asked.action.value, asked.subject_id,
-                                              asked.purpose, declare=new_purpose))
+                                              asked.purpose, declare=new_purpose, ledger=ledger))
     result = ledger.append_many([asked])
     console.print(f"{'recorded' if result.appended else 'already recorded'} {_describe(result.event)}")
     console.print(f"ledger {ledger.path} (head {result.head.seq})")
-    return result.event
+    return result.event, ledger
 
 
 @app.command()
@@ -115,12 +122,13 @@ def revoke(
     home: HomeOption = None,
 ) -> None:
     """Record that SUBJECT withdraws consent for a purpose (may be back-dated with --at),
-    and withdraw their published images at once (the rebuild waits for a build)."""
+    and withdraw their published images at once (the rebuild waits for a build); while
+    the consent service runs, it withdraws them, and this waits to say what it did."""
     from pipelines.cli.reconcile_cmds import reconcile_subject
 
-    event = _record("revoke", subject, purpose, at, event_id, home, new_purpose,
-                    actor=actor, source=source)
-    reconcile_subject(resolve_home(home), subject, effective_at=event.effective_at)
+    event, ledger = _record("revoke", subject, purpose, at, event_id, home, new_purpose,
+                            actor=actor, source=source)
+    reconcile_subject(resolve_home(home), event, ledger=ledger)
 
 
 @app.command()
@@ -160,8 +168,8 @@ def import_(
     line needs effective_at (when the consent took effect); lines without an event id get
     one derived from their content: a file imported twice is appended once."""
     root = resolve_home(home)
-    ledger = Ledger.at_home(root)
     parsed = read_events(file)
+    ledger = home_ledger(root)
     try:
         _check_import_purposes(root, ledger, parsed, new_purpose)
     except UndeclaredPurposeError as exc:
@@ -220,8 +228,8 @@ def verify(
 ) -> None:
     """Recompute the hash chain; exit non-zero at the first bad sequence."""
     root = resolve_home(home)
-    ledger = Ledger.at_home(root)
     anchors = release_anchors(root) if releases else {}
+    ledger = home_ledger(root)
     try:
         head = ledger.verify(anchors=anchors)
     except LedgerIntegrityError as exc:

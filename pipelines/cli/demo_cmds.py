@@ -18,10 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from consent import Ledger
 from consentgen.errors import ConsentgenError
 from pipelines.catalog import Catalog, ModelRecord, ReleaseImage, ShardModel
-from pipelines.cli.common import HomeOption, console, create_home
+from pipelines.cli.common import HomeOption, console, create_home, home_ledger
 from pipelines.demo.consent import DEMO_PURPOSE, SIMULATION_NOTICE, simulate_consent
 
 REVOKE_COUNT = 3
@@ -45,7 +44,7 @@ def demo(home: HomeOption = None) -> None:
     config = load_config(None, home=root)  # what the home's build file says, as builds read it
     console.print(f"build file: {made.build_file}"
                   + (" (written for the demo)" if made.wrote_build_file else " (kept as it was)"))
-    ledger = Ledger.at_home(root)
+    ledger = home_ledger(root)  # through the home's consent service while one runs
     catalog = Catalog(root)
 
     console.rule("1. consent ledger (simulated)")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pipelines.cli.common import HomeOption, console, resolve_home
+from pipelines.cli.common import HomeOption, console, home_ledger, resolve_home
 
 if TYPE_CHECKING:
     from pipelines.steps.erasure_record import ErasureRecord
@@ -20,13 +20,12 @@ def erasure(
     home: HomeOption = None,
 ) -> None:
     """What was withdrawn and erased of SUBJECT, when, and what remains and why."""
-    from consent import Ledger
     from pipelines.catalog import Catalog
     from pipelines.buildfile import load_config
     from pipelines.steps.erasure_record import erasure_record
 
     root = resolve_home(home)
-    record = erasure_record(Catalog(root), Ledger.at_home(root), load_config(None, home=root), subject)
+    record = erasure_record(Catalog(root), home_ledger(root), load_config(None, home=root), subject)
     if json_:
         typer.echo(record.model_dump_json(indent=2))
     else:

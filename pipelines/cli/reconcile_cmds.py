@@ -2,26 +2,40 @@
 
 A revoke recorded from the command line is honoured at once for that subject (their
 images withdrawn from every release); the rebuild of the shards whose models saw them is
-a build, which waits for `consentgen reconcile --rebuild` or the daemon's sensor.
+a build, which waits for `consentgen reconcile --rebuild` or the daemon's sensor. While
+the consent service runs, the revoke goes through it and the service's own worker runs
+that reconcile at once: the command waits (a bounded time) for the catalog to show it
+done, and says what it withdrew.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+import time
+from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from consent import Ledger
+from consent import Ledger, LedgerEvent
 from consent.events import utc_now
 from consentgen.errors import ConsentgenError, ReleaseError
 from consentgen.home import catalog_path
 from pipelines.catalog import Catalog
-from pipelines.cli.common import HomeOption, check_range, console, err_console, resolve_home
+from pipelines.cli.common import (
+    HomeOption,
+    check_range,
+    console,
+    err_console,
+    home_ledger,
+    resolve_home,
+)
 from pipelines.settings import MAX_SHARDS, PROFILES, BuildConfig
+
+if TYPE_CHECKING:
+    from pipelines.service.remote_ledger import ServiceLedger
 
 ProfileOption = Annotated[str | None, typer.Option(
     "--profile", help=f"Build profile: {', '.join(PROFILES)} (default $CONSENTGEN_PROFILE, else demo).")]
@@ -29,6 +43,8 @@ ShardsOption = Annotated[int | None, typer.Option(
     "--shards", help=f"SISA shards, 1-{MAX_SHARDS} (default from the build file).")]
 MAX_IMAGES_PER_PASS = 1_000_000
 REBUILD_HINT = "`consentgen reconcile --rebuild` or the daemon's sensor (`consentgen ui`)"
+SERVICE_WITHDRAWAL_WAIT_S = 15.0
+"""How long a revoke through the service waits for the service's withdrawal to show."""
 
 
 def deployment_config(profile: str | None, shards: int | None = None, *,
@@ -68,7 +84,7 @@ def reconcile(
     check_range("--max-images", max_images, 1, MAX_IMAGES_PER_PASS)
     root = resolve_home(home)
     config = deployment_config(profile, shards, home=root, lenient=True)
-    report = run_reconcile(Catalog(root), Ledger.at_home(root), config, max_images=max_images)
+    report = run_reconcile(Catalog(root), home_ledger(root), config, max_images=max_images)
     rebuilt = None
     if rebuild and report.stale_shards:
         from pipelines.defs.runner import BuildFailed, run_build
@@ -93,25 +109,82 @@ def reconcile(
                       f"published {rebuilt['version']} (run {rebuilt['run_id']})")
 
 
-def reconcile_subject(root: Path, subject_id: str, *, effective_at: datetime,
-                      note: str | None = None) -> None:
-    """Withdraw at once what a just-recorded revoke of `subject_id` takes away, and say
-    what waits: a future-dated revoke for its time, the rebuild for a build."""
+def reconcile_subject(root: Path, event: LedgerEvent, *, note: str | None = None,
+                      ledger: Ledger | None = None) -> None:
+    """Withdraw at once what a just-recorded revoke (`event`) takes away, and say what
+    waits: a future-dated revoke for its time, the rebuild for a build. `ledger` is the
+    one the revoke went to (default the home's)."""
+    from pipelines.service.remote_ledger import ServiceLedger
     from pipelines.steps.reconcile import reconcile as run_reconcile
 
+    subject_id = event.subject_id
     if not catalog_path(root).exists():
         console.print("no catalog in this home yet: nothing published to withdraw")
         return
     try:
-        report = run_reconcile(Catalog(root), Ledger.at_home(root), deployment_config(None, home=root, lenient=True),
-                               subject_id=subject_id, note=note)
+        ledger = ledger or home_ledger(root)
+        config = deployment_config(None, home=root, lenient=True)
+        if isinstance(ledger, ServiceLedger) and config.service.withdraw_on_revoke:
+            _service_withdrawal(root, ledger, event, config, note)
+            return
+        report = run_reconcile(Catalog(root), ledger, config, subject_id=subject_id, note=note)
     except ConsentgenError as exc:
         raise ReleaseError(f"the revoke is recorded, but withdrawing at once failed ({exc}); "
                            "run `consentgen reconcile`") from exc
     console.print(report.line())
-    if effective_at > utc_now():
-        console.print(f"the revoke takes effect at {effective_at.isoformat()}: the first reconcile "
-                      f"after then withdraws ({REBUILD_HINT})")
-    if report.stale_shards:
-        console.print(f"the rebuild of shard(s) {', '.join(map(str, report.stale_shards))} waits "
+    say_what_waits(event, report.stale_shards)
+
+
+def say_what_waits(event: LedgerEvent, stale_shards: list[int]) -> None:
+    """After a subject's withdrawal: a future-dated revoke waits for its time, the rebuild
+    of the shards whose models saw the subject for a build."""
+    if event.effective_at > utc_now():
+        console.print(f"the revoke takes effect at {event.effective_at.isoformat()}: the first "
+                      f"reconcile after then withdraws ({REBUILD_HINT})")
+    if stale_shards:
+        console.print(f"the rebuild of shard(s) {', '.join(map(str, stale_shards))} waits "
                       f"for {REBUILD_HINT}")
+
+
+def _service_withdrawal(root: Path, ledger: ServiceLedger, event: LedgerEvent,
+                        config: BuildConfig, note: str | None) -> None:
+    """The service withdraws at once what a revoke it accepted takes away (its worker runs
+    this subject's reconcile): running another here would only race it. Wait until the
+    catalog holds none of the subject's images for the revoke's purpose (or the bound),
+    and report the withdrawals that name this revoke."""
+    from pipelines.catalog import ReleaseImage, Withdrawal
+    from pipelines.catalog.lineage import images_standing_on
+
+    subject, catalog = event.subject_id, Catalog(root)
+    if event.effective_at > utc_now():
+        console.print(f"nothing to withdraw yet: the revoke takes effect at "
+                      f"{event.effective_at.isoformat()}: the first reconcile after then withdraws "
+                      f"({REBUILD_HINT})")
+        return
+    if ledger.state(subject, event.purpose).granted:
+        console.print(f"nothing to withdraw: consent of {subject} for {event.purpose} still holds "
+                      "(a later grant decides)")
+        return
+    wanted = [(event.purpose, subject)]
+    deadline = time.monotonic() + SERVICE_WITHDRAWAL_WAIT_S
+    while images_standing_on(catalog, wanted, config.purpose, limit=1):
+        if time.monotonic() >= deadline:
+            left = len(images_standing_on(catalog, wanted, config.purpose, limit=MAX_IMAGES_PER_PASS))
+            console.print(f"the consent service ({ledger.url}) is withdrawing {subject}'s images at "
+                          f"once: {left} still published after {SERVICE_WITHDRAWAL_WAIT_S:.0f}s; "
+                          f"`consentgen consent erasure {subject}` shows what was withdrawn")
+            return
+        time.sleep(0.1)
+    rows = catalog.select(Withdrawal, "WHERE subject_id = ? AND event_seq = ?", [subject, event.seq])
+    if not rows:
+        console.print(f"nothing to withdraw: no published image of {subject} for {event.purpose}")
+        return
+    where = ", ".join(f"{v} ({n})" for v, n in sorted(Counter(r.version for r in rows).items()))
+    console.print(f"the consent service withdrew {len(rows)} image(s) from {where} at once "
+                  f"(revoke #{event.seq} of {subject})")
+    if note:
+        console.print("note: the service withdrew them, so the reason is not on their withdrawal rows")
+    ids = sorted({r.image_id for r in rows})
+    marks = ", ".join("?" * len(ids))
+    say_what_waits(event, sorted({i.shard for i in catalog.select(
+        ReleaseImage, f"WHERE image_id IN ({marks})", ids)}))

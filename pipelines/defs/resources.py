@@ -14,6 +14,7 @@ import dagster as dg
 from consent import Ledger
 from consentgen.home import data_home
 from pipelines.catalog import Catalog, Snapshot
+from pipelines.service.client import ledger_at
 from pipelines.settings import BuildConfig, config_from_env
 
 
@@ -27,13 +28,15 @@ class DataHome(dg.ConfigurableResource):
 
 
 class LedgerResource(dg.ConfigurableResource):
-    """The consent ledger, opened briefly per call (read-only for readers)."""
+    """The consent ledger, opened briefly per call (read-only for readers); while the
+    home's consent service runs (it holds the file), the same calls through it, with the
+    owner token its service.json names, so a run or tick started then still reads."""
 
     home: DataHome
     max_wait_s: float = 60.0
 
     def ledger(self) -> Ledger:
-        return Ledger.at_home(self.home.root(), max_wait_s=self.max_wait_s)
+        return ledger_at(self.home.root(), max_wait_s=self.max_wait_s)
 
 
 class CatalogResource(dg.ConfigurableResource):

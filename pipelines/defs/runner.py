@@ -18,13 +18,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from consent import Ledger
 from consentgen.errors import BuildInputError, ConsentgenError
 from pipelines.catalog import Catalog
 from pipelines.defs.assets import BUILD_TAG, shard_of_key
 from pipelines.defs.definitions import make_definitions
 from pipelines.defs.jobs import BUILD_JOB, selected_shards, shards_selection
 from pipelines.defs.logs import run_log_path, run_loggers
+from pipelines.service.client import ledger_at
 from pipelines.settings import BuildConfig
 from pipelines.steps.freshness import unchanged_since
 from pipelines.steps.locks import build_lock
@@ -176,7 +176,7 @@ def run_build(home: Path, config: BuildConfig, *, shards: list[int] | None = Non
         keys = _selected_keys(defs, config, shards, selection)
         since = None
         if not force and dg.AssetKey("release") in keys:
-            since = unchanged_since(catalog, Ledger.at_home(home), config)
+            since = unchanged_since(catalog, ledger_at(home), config)
         if since is not None:
             report = BuildReport(True, build_id, None, unchanged_since=since)
         else:

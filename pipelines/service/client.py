@@ -4,16 +4,22 @@
 that carries the owner token it wrote there, or None when no service runs for the home
 (no file, or a process that is gone). Errors the service answers are raised as the
 `ConsentgenError` they stand for, so the CLI prints the same one line either way.
+
+`ledger_at(home)` is the ledger every reader and writer outside the service uses: while
+the service runs it holds the file for writing and DuckDB refuses any other process's
+open of it, read-only too, so they go through the service instead.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from consentgen.duck import DEFAULT_MAX_WAIT_S
 from consentgen.errors import (
     ConsentgenError,
     EventConflictError,
@@ -26,7 +32,11 @@ from consentgen.errors import (
     TokenError,
     UndeclaredPurposeError,
 )
-from pipelines.service.discovery import ServiceInfo, read_info
+from consentgen.home import data_home, ledger_path
+from pipelines.service.discovery import ServiceInfo, info_path, read_info
+
+if TYPE_CHECKING:
+    from consent import Ledger
 
 _BY_CODE: dict[str, type[ConsentgenError]] = {
     "event_conflict": EventConflictError,
@@ -39,6 +49,8 @@ _BY_CODE: dict[str, type[ConsentgenError]] = {
 }
 READY_WAIT_S = 5.0
 """How long a client waits for a service whose process is up but does not listen yet."""
+_INTEGRITY = re.compile(r"^ledger integrity broken at sequence (\d+): (.*) "
+                        r"\(expected (\S+), found (\S+)\)$", re.DOTALL)
 
 
 class ServiceClient:
@@ -103,12 +115,49 @@ def error_from(response: httpx.Response) -> ConsentgenError:
         return ServiceError(f"the consent service answered {response.status_code}: "
                             f"{response.text[:200]}")
     if code == "ledger_not_intact":
-        return LedgerIntegrityError(int(error.get("seq") or 0), None, None,
-                                    message.split(": ", 1)[-1])
+        return integrity_error(error)
     if code == "event_conflict":
         return EventConflictError(message, list(error.get("event_ids") or []))
     kind = _BY_CODE.get(code, ServiceError)
     return kind(f"{message} (consent service, HTTP {response.status_code})")
+
+
+def integrity_error(error: dict[str, Any]) -> LedgerIntegrityError:
+    """The service's `ledger_not_intact` answer as the error the file's verify raises, its
+    sequence, hashes and detail intact (so `consent verify` prints the same line)."""
+    message = str(error.get("message", ""))
+    if "detail" in error:
+        return LedgerIntegrityError(int(error.get("seq") or 0), error.get("expected"),
+                                    error.get("found"), str(error["detail"]))
+    parsed = _INTEGRITY.match(message)
+    if parsed is None:
+        return LedgerIntegrityError(int(error.get("seq") or 0), None, None, message)
+    seq, detail, expected, found = parsed.groups()
+    return LedgerIntegrityError(int(seq), None if expected == "-" else expected,
+                                None if found == "-" else found, detail)
+
+
+def ledger_at(home: str | Path | None = None, *, max_wait_s: float = DEFAULT_MAX_WAIT_S) -> Ledger:
+    """The home's ledger as this process may use it.
+
+    The ledger this process holds, when it is the service (its reconcile runs here);
+    else, while the home's service runs, a `ServiceLedger` over its API (the owner token
+    in service.json); else the file itself, opened per call with the bounded wait. Costs
+    one health request when a service.json is found, nothing more.
+    """
+    from consent import Ledger
+    from consent.owner import held_ledger
+
+    path = ledger_path(home)
+    held = held_ledger(path)
+    if held is not None:
+        return held
+    client = running_service(data_home(home))
+    if client is not None:
+        from pipelines.service.remote_ledger import ServiceLedger
+
+        return ServiceLedger(client, path)
+    return Ledger(path, max_wait_s=max_wait_s)
 
 
 def running_service(home: Path) -> ServiceClient | None:
@@ -121,5 +170,6 @@ def running_service(home: Path) -> ServiceClient | None:
         client.close()
         raise ServiceUnavailableError(
             f"the consent service of {home} (pid {info.pid}, {info.url}) holds the ledger but "
-            "does not answer; stop it, or wait until it is up")
+            f"does not answer; stop it, or wait until it is up (if process {info.pid} is no "
+            f"consent service, remove the stale {info_path(home)})")
     return client

@@ -179,7 +179,9 @@ def current_models(catalog: Catalog, snapshot: Snapshot, config: BuildConfig,
     revoked or expired since the snapshot, or by an operator — is stale and never used,
     whether or not its shard is being rebuilt.
     """
-    ledger = ledger or Ledger.at_home(catalog.home)
+    from pipelines.service.client import ledger_at  # the service's, while it holds the file
+
+    ledger = ledger or ledger_at(catalog.home)
     eligible_now = set(ledger.eligible(snapshot.purpose))
     models, stale = {}, []
     for shard in range(config.shards):
