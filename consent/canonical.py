@@ -42,20 +42,30 @@ HASHED_FIELDS = (
 )
 
 
+_last_time: tuple[Any, str] = (None, "")
+
+
 def _canonical_value(key: str, value: Any) -> str | int | None:
-    if value is None or isinstance(value, str):
+    kind = type(value)
+    if value is None or kind is str or kind is int:  # most fields: no further checks
         return value
     if isinstance(value, bool) or isinstance(value, float):
         raise TypeError(f"{key}: {type(value).__name__} values are not canonical")
     if isinstance(value, int):
-        return value
+        return int(value)
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise TypeError(f"{key}: naive datetime is not canonical")
         # isoformat, not strftime: C's %Y drops the leading zeros of years before 1000
         # ("999-06-01") while DuckDB's keeps them ("0999-06-01"); the ledger refuses such
         # years anyway (`consent.events.EARLIEST`), this keeps the twins equal regardless.
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+        global _last_time
+        last = _last_time
+        if last[0] is value:  # a group's rows share one recorded time: format it once
+            return last[1]
+        text = value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+        _last_time = (value, text)
+        return text
     if hasattr(value, "value") and isinstance(value.value, str):  # str enums
         return value.value
     raise TypeError(f"{key}: {type(value).__name__} values are not canonical")
@@ -63,10 +73,11 @@ def _canonical_value(key: str, value: Any) -> str | int | None:
 
 def canonical_bytes(fields: Mapping[str, Any]) -> bytes:
     """The canonical encoding of one event's hashed fields."""
-    missing = set(HASHED_FIELDS) - set(fields)
-    if missing:
-        raise KeyError(f"canonical encoding needs {sorted(missing)}")
-    doc = {key: _canonical_value(key, fields[key]) for key in HASHED_FIELDS}
+    try:
+        doc = {key: _canonical_value(key, fields[key]) for key in HASHED_FIELDS}
+    except KeyError:
+        missing = set(HASHED_FIELDS) - set(fields)
+        raise KeyError(f"canonical encoding needs {sorted(missing)}") from None
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

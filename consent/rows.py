@@ -92,8 +92,7 @@ class Appenders:
 
     def add(self, rows: list[LedgerEvent], head: Head, recorded_at: Any) -> None:
         try:
-            self.events.append_rows([tuple(rec[c] for c in EVENT_COLUMNS) for rec in
-                                     ({**r.model_dump(), **_db_values(r)} for r in rows)])
+            self.events.append_rows([db_row(r) for r in rows])
             self.events.flush()
             self.heads.append_row(head.seq, head.hash, recorded_at)
             self.heads.flush()
@@ -123,6 +122,14 @@ def insert_values(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[
     one = f"({', '.join('?' * len(columns))})"
     con.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * len(rows))}",
                 [value for row in rows for value in row])
+
+
+def db_row(r: LedgerEvent) -> tuple[Any, ...]:
+    """One event as the `events` table's row, in `EVENT_COLUMNS` order (no model dump:
+    this is on the service's hot path)."""
+    return (r.seq, r.event_id, r.subject_id, r.purpose, str(r.action), to_db_time(r.effective_at),
+            to_db_time(r.expires_at), to_db_time(r.recorded_at), r.actor, r.source, r.prev_hash,
+            r.hash)
 
 
 def _db_values(event: LedgerEvent) -> dict[str, Any]:

@@ -201,7 +201,8 @@ def _is(value: Any, kind: type) -> bool:
     return isinstance(value, kind)
 
 
-RELATIVE_PATHS = (("generator", "weights_dir"), ("audit", "embedding_model_path"))
+RELATIVE_PATHS = (("generator", "weights_dir"), ("audit", "embedding_model_path"),
+                  ("service", "jwks_file"))
 """Folder and file keys that a build file may give relative to itself."""
 
 

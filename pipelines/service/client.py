@@ -13,6 +13,7 @@ open of it, read-only too, so they go through the service instead.
 from __future__ import annotations
 
 import re
+import ssl
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,7 +62,7 @@ class ServiceClient:
         self._http = httpx.Client(
             base_url=info.url, timeout=timeout_s,
             headers={"Authorization": f"Bearer {info.token}"},
-            verify=info.ca_file if info.ca_file else True,
+            verify=ssl.create_default_context(cafile=info.ca_file) if info.ca_file else True,
         )
 
     def __enter__(self) -> ServiceClient:

@@ -72,6 +72,8 @@ def api_error(exc: ConsentgenError) -> ApiError:
                 extra["event_ids"] = exc.event_ids
             if isinstance(exc, LedgerIntegrityError | AccessLogIntegrityError):
                 extra["seq"] = exc.seq
+            if isinstance(exc, LedgerIntegrityError):
+                extra |= {"expected": exc.expected, "found": exc.found, "detail": exc.detail}
             return ApiError(status, code, str(exc), field, **extra)
     raise AssertionError("unreachable: ConsentgenError is last")  # pragma: no cover
 

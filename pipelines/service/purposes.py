@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from consent import Action, ConsentEvent
 from pipelines.service.http_errors import ApiError
 from pipelines.service.runtime import ServiceRuntime
 
 _cache: dict[int, tuple[int | None, frozenset[str]]] = {}
+_paths: dict[int, Path] = {}
 _guard = threading.Lock()
 
 
@@ -23,10 +25,15 @@ def declared(runtime: ServiceRuntime) -> frozenset[str]:
     from pipelines.buildfile import build_file_path, declared_purposes
     from pipelines.settings import DEFAULT_PURPOSE
 
-    path = build_file_path(runtime.home)
-    stamp = path.stat().st_mtime_ns if path.is_file() else None
     with _guard:
+        path = _paths.get(id(runtime))
+        if path is None:  # resolving the home is ~10% of an append: once per runtime
+            path = _paths[id(runtime)] = build_file_path(runtime.home)
         hit = _cache.get(id(runtime))
+    try:
+        stamp: int | None = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        stamp = None
     if hit is not None and hit[0] == stamp and stamp is not None:
         return hit[1]
     if stamp is None:  # an old home: the default and what its ledger holds, as the CLI reads it

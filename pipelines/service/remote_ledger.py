@@ -84,7 +84,8 @@ class ServiceLedger(Ledger):
         asked = list(events)
         if not asked:
             return AppendResult(head=self.head())
-        answer = self.client.post("/v1/consent/events", [e.model_dump(mode="json") for e in asked])
+        answer = self.client.request("POST", "/v1/consent/events", params={"whole": "true"},
+                                     json=[e.model_dump(mode="json") for e in asked])
         refs: list[dict[str, Any]] = answer["events"]
         n = int(answer["appended"])
         if all("prev_hash" in r for r in refs):  # the answer carries whole events

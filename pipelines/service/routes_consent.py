@@ -138,27 +138,35 @@ async def append(runtime: ServiceRuntime, events: list[ConsentEvent]) -> AppendR
     return result
 
 
-def append_response(result: AppendResult) -> JSONResponse:
+def append_response(result: AppendResult, *, whole: bool = False) -> JSONResponse:
+    """201 with each event's id, sequence, hash and recorded time (`whole`: every field,
+    for a client that keeps the stored events, such as the CLI's; a CMP needs no more)."""
+    def ref(e: LedgerEvent) -> dict[str, Any]:
+        if whole:
+            return event_json(e)
+        return {"event_id": e.event_id, "seq": e.seq, "hash": e.hash,
+                "recorded_at": e.recorded_at.isoformat().replace("+00:00", "Z")}
+
     return JSONResponse(status_code=201, content={
         "appended": len(result.appended),
         "already_present": len(result.already_present),
         "head": head_json(result.head),
-        "events": [{"event_id": e.event_id, "seq": e.seq, "hash": e.hash,
-                    "recorded_at": e.recorded_at.isoformat().replace("+00:00", "Z")}
-                   for e in (*result.appended, *result.already_present)],
+        "events": [ref(e) for e in (*result.appended, *result.already_present)],
     })
 
 
 @router.post("/events", status_code=201, openapi_extra=EVENTS_BODY,
              summary="Append one event or a list (201 once durable; idempotent by event_id)")
 async def post_events(request: Request,
+                      whole: bool = Query(False, description="answer with every field of "
+                                          "each stored event"),
                       principal: Principal = Depends(require(Permission.CONSENT_WRITE))) -> JSONResponse:
     runtime = runtime_of(request)
     events = events_from(parse_body(await request.body()), principal,
                          runtime.settings.max_events_per_request)
     touched(request, *(e.subject_id for e in events))
     check_purposes(runtime, events)
-    response = append_response(await append(runtime, events))
+    response = append_response(await append(runtime, events), whole=whole)
     request.state.recorded_in_ledger = True
     return response
 
@@ -192,11 +200,14 @@ def path_subject(value: str) -> str:
 @router.get("/subjects/{subject_id}", summary="One subject's consent for a purpose")
 def subject_state(request: Request, subject_id: str, purpose: str = Query(...),
                   at: str | None = Query(None, description="ISO-8601 with zone (default now)"),
+                  as_of_seq: int | None = Query(None, ge=0, description="as the ledger stood "
+                                                "at this sequence (what a build saw)"),
                   _: Principal = Depends(require(Permission.CONSENT_READ))) -> dict[str, Any]:
     subject = path_subject(subject_id)
     touched(request, subject)
-    state = runtime_of(request).ledger.state(subject, query_purpose(purpose), query_time(at, "at"))
-    return {"subject_id": state.subject_id, "purpose": state.purpose,
+    state = runtime_of(request).ledger.state(subject, query_purpose(purpose), query_time(at, "at"),
+                                             as_of_seq=as_of_seq)
+    return {"subject_id": state.subject_id, "purpose": state.purpose, "as_of_seq": as_of_seq,
             "at": state.at.isoformat().replace("+00:00", "Z"), "granted": state.granted,
             "status": state.status.dpv,
             "deciding_event": event_json(state.deciding_event) if state.deciding_event else None}

@@ -7,7 +7,9 @@ answered only after its transaction committed.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -44,7 +46,7 @@ def run_service(home: Path, settings: ServiceSettings, *, tls_cert: Path | None 
         ssl_keyfile=str(tls_key) if tls else None, timeout_graceful_shutdown=10,
         limit_concurrency=2048, backlog=2048, server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     freeze_startup_objects()
     try:
         server.run()
@@ -53,6 +55,18 @@ def run_service(home: Path, settings: ServiceSettings, *, tls_cert: Path | None 
     if not server.started:
         raise ConfigError(f"the consent service did not start on {url} (is the port taken? "
                           "see the lines above)")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises the SIGTERM or SIGINT it caught once it has shut down, which would
+    kill the process before `runtime.close()` logs the access log's last head and lets the
+    files go; the service exits by itself instead, after closing."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
 
 def freeze_startup_objects() -> None:

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -96,7 +97,8 @@ def start(home: Path, *args: str, env: dict[str, str] | None = None,
                 if found["pid"] == proc.pid:
                     scheme = "https" if "--tls-cert" in args else "http"
                     url = f"{scheme}://127.0.0.1:{port}"
-                    verify = found.get("ca_file") or True
+                    verify = (ssl.create_default_context(cafile=found["ca_file"])
+                              if found.get("ca_file") else True)
                     if httpx.get(f"{url}/v1/health", timeout=2.0, verify=verify).status_code == 200:
                         return Service(home, url, proc, found["token"], log_path)
             except (ValueError, KeyError, httpx.HTTPError):
