@@ -31,6 +31,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/ledger.py
+	$(PY) bench/service.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -83,3 +83,14 @@ def test_no_module_is_too_long_without_a_reason() -> None:
     long = {m: n for m, p in MODULES.items()
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert {m: n for m, n in long.items() if m not in LONG_MODULES_WITH_A_REASON} == {}
+
+
+def test_the_service_sits_beside_the_cli() -> None:
+    """The service is a door like the CLI: it uses catalog, steps and settings, never the
+    Dagster layer or the commands; steps reach it only through its client (the ledger a
+    step reads while a service holds the file)."""
+    assert _offenders("pipelines.service", ("pipelines.defs", "pipelines.cli", "pipelines.demo")) == {}
+    service_but_client = tuple(m for m in MODULES if m.startswith("pipelines.service.")
+                               and m != "pipelines.service.client")
+    for layer in ("pipelines.catalog", "pipelines.card", "pipelines.steps"):
+        assert _offenders(layer, service_but_client) == {}, layer
