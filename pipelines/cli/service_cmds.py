@@ -121,6 +121,7 @@ def token_revoke(name: Annotated[str, typer.Argument(help="The token's name.")],
     from pipelines.service.client import running_service
 
     root = resolve_home(home)
+    tokens.check_name(name)  # a name that is no token's is refused before it reaches a URL
     service = running_service(root)
     if service is not None:
         with service:

@@ -146,4 +146,8 @@ def _check(found: list[dict[str, Any]], heads: list[tuple[int, str]]) -> tuple[i
                                           f"recorded a head at {seq}: tail truncated")
         if hashes.get(seq) != digest:
             raise AccessLogIntegrityError(seq, "a recorded head no longer matches the chain")
+    top = max((seq for seq, _ in heads), default=0)
+    if last > top:  # the service logs a head with every commit
+        raise AccessLogIntegrityError(top + 1, f"entries {top + 1}..{last} were not written by "
+                                      "any commit of the service")
     return last, prev

@@ -60,7 +60,7 @@ def create_app(home: Path, settings: ServiceSettings | None = None, *,
         finally:
             if url is not None:
                 discovery.remove_info(held.home, pid)
-            held.stop()
+            await held.stop()
             if owned:
                 await asyncio.to_thread(held.close)
 

@@ -2,10 +2,9 @@
 
 Pure ASGI (not Starlette's BaseHTTPMiddleware) because they sit on the hot path of a
 thousand appends a second. The access log entry of a request is committed before the
-first byte of its response is sent, so a caller never sees an answer the log lacks; the
-one exception is an accepted append, which the ledger itself records durably (time,
-actor, event) before it is answered: its entry commits in the same turn of the loop
-without holding the answer back, which halves the latency of the hot path.
+first byte of its response is sent: a caller never sees an answer the log lacks (an
+accepted append included: the ledger's actor is the caller's claim, the entry names
+the token).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipelines.service.access_log import AccessEntry
-from pipelines.service.runtime import log
 from pipelines.service.runtime import ServiceRuntime
 
 Scope = dict[str, Any]
@@ -108,18 +106,7 @@ class AccessLogMiddleware:
             client=client[0] if client else "-",
             subjects=sorted(set(state.get("subjects", ()))),
         )
-        committed = runtime.access_commits.submit(entry)
-        if state.get("recorded_in_ledger"):
-            # an accepted append: the ledger holds it durably already, with its time and
-            # actor; its entry commits in this turn of the loop without holding the answer
-            committed.add_done_callback(_report_failure)
-            return
-        await committed
-
-
-def _report_failure(done: Any) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        log.error("an access-log entry could not be committed: %s", done.exception())
+        await runtime.access_commits.submit(entry)
 
 
 def _content_length(scope: Scope) -> int | None:

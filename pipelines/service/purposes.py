@@ -9,6 +9,8 @@ through. The build file is re-read only when it changes (one `stat` per request)
 from __future__ import annotations
 
 import threading
+
+import anyio
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,3 +59,21 @@ def check_purposes(runtime: ServiceRuntime, events: Sequence[ConsentEvent]) -> N
         raise ApiError(422, "undeclared_purpose", f"{where}: purpose {event.purpose!r} is not "
                        f"declared (declared: {', '.join(sorted(known))}); add it to purposes in "
                        "the home's consentgen.toml", where)
+
+
+async def check_purposes_async(runtime: ServiceRuntime, events: Sequence[ConsentEvent]) -> None:
+    """`check_purposes` for a handler on the event loop: on the loop while every purpose is
+    a declared one already known (the common case, a `stat`); in the thread pool when the
+    build file must be read or the ledger asked (a revoke of an undeclared purpose scans
+    it), so one such request never stalls every other caller."""
+    with _guard:
+        path = _paths.get(id(runtime))
+        hit = _cache.get(id(runtime))
+    if path is not None and hit is not None and hit[0] is not None:
+        try:
+            fresh = path.stat().st_mtime_ns == hit[0]
+        except FileNotFoundError:
+            fresh = False
+        if fresh and all(e.purpose in hit[1] for e in events):
+            return
+    await anyio.to_thread.run_sync(check_purposes, runtime, events)

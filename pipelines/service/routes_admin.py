@@ -19,13 +19,17 @@ router = APIRouter(prefix="/v1")
 
 
 @router.get("/health", tags=["service"], summary="200 when ready (no token needed)")
-def health(request: Request) -> dict[str, Any]:
+def health(request: Request) -> JSONResponse:
     runtime = runtime_of(request)
     ledger, access = runtime.ledger_commits, runtime.access_commits
-    return {"status": "ok", "started_at": runtime.started_at.isoformat().replace("+00:00", "Z"),
-            "commits": {name: {"transactions": c.batches, "items": c.items,
-                               "seconds": round(c.seconds, 3)}
-                        for name, c in (("ledger", ledger), ("access_log", access))}}
+    ok = runtime.healthy
+    return JSONResponse(status_code=200 if ok else 503, content={
+        "status": "ok" if ok else "degraded: the withdrawal worker stopped (see the service's "
+                                  "log); revokes are recorded but not withdrawn at once",
+        "started_at": runtime.started_at.isoformat().replace("+00:00", "Z"),
+        "commits": {name: {"transactions": c.batches, "items": c.items,
+                           "seconds": round(c.seconds, 3)}
+                    for name, c in (("ledger", ledger), ("access_log", access))}})
 
 
 def entry_json(item: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from consent.events import PURPOSE_PATTERN, describe_validation_error, normalise
 from consent.writer import AppendResult
 from pipelines.service.auth import require, runtime_of, touched
 from pipelines.service.http_errors import ApiError, field_of
-from pipelines.service.purposes import check_purposes
+from pipelines.service.purposes import check_purposes_async
 from pipelines.service.roles import Permission
 from pipelines.service.runtime import Principal, ServiceRuntime
 
@@ -129,10 +129,15 @@ def head_json(head: Head) -> dict[str, Any]:
 
 
 async def append(runtime: ServiceRuntime, events: list[ConsentEvent]) -> AppendResult:
-    """Append one request's events by group commit; withdraw at once after a revoke."""
+    """Append one request's events by group commit; withdraw at once after a revoke.
+
+    A revoke sent again (already present) withdraws again too: the first may have been
+    recorded by a service killed before its withdrawal ran, and the pass is idempotent.
+    """
     result: AppendResult = await runtime.ledger_commits.submit(events)
     if runtime.settings.withdraw_on_revoke:
-        for subject in dict.fromkeys(e.subject_id for e in result.appended
+        for subject in dict.fromkeys(e.subject_id for e in (*result.appended,
+                                                            *result.already_present)
                                      if e.action is Action.REVOKE):
             runtime.withdraw_soon(subject)
     return result
@@ -165,7 +170,7 @@ async def post_events(request: Request,
     events = events_from(parse_body(await request.body()), principal,
                          runtime.settings.max_events_per_request)
     touched(request, *(e.subject_id for e in events))
-    check_purposes(runtime, events)
+    await check_purposes_async(runtime, events)
     response = append_response(await append(runtime, events), whole=whole)
     request.state.recorded_in_ledger = True
     return response

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -98,7 +99,7 @@ async def import_consent(request: Request,
     if len(events) > limit:
         raise ApiError(413, "too_many_events", f"{len(events)} events in one import; at most "
                        f"{limit} ([service] max_events_per_request): split it", "body")
-    _check_purposes(runtime, parsed, lines)
+    await anyio.to_thread.run_sync(_check_purposes, runtime, parsed, lines)  # may ask the ledger
     try:
         result = await append(runtime, events)
     except EventConflictError as exc:

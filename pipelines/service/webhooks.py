@@ -39,7 +39,7 @@ from consentgen.errors import ConfigError
 from pipelines.service import routes_consent
 from pipelines.service.auth import require, runtime_of, touched
 from pipelines.service.http_errors import ApiError
-from pipelines.service.purposes import check_purposes
+from pipelines.service.purposes import check_purposes_async
 from pipelines.service.roles import Permission
 from pipelines.service.runtime import Principal, ServiceRuntime
 from pipelines.service.settings import ACTIONS, EVENT_FIELDS, ServiceSettings, WebhookSettings
@@ -317,12 +317,16 @@ async def post_webhook(
     hook, tolerance_s = webhook(runtime, name)
     key = secret(runtime, name, hook)
     body = await request.body()
-    sent_at = check_signature(key, timestamp, signature, body, tolerance_s, time.time())
-    events = map_events(_payload(body), name, hook, sent_at,
+    received = time.time()
+    sent_at = check_signature(key, timestamp, signature, body, tolerance_s, received)
+    # an untimed event takes effect when it was sent, never later than it arrived: a CMP
+    # whose clock runs ahead must not post-date a revoke past its withdrawal at once
+    events = map_events(_payload(body), name, hook,
+                        min(sent_at, datetime.fromtimestamp(received, UTC)),
                         runtime.settings.max_events_per_request)
     touched(request, *(e.subject_id for e in events))
     try:
-        check_purposes(runtime, events)
+        await check_purposes_async(runtime, events)
     except ApiError as exc:  # name the mapped event, as every other 422 here does
         one = not (exc.field or "").startswith("[")  # check_purposes says "purpose" of one
         exc.field = "events[0].purpose" if one else f"events{exc.field}"

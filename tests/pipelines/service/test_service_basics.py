@@ -63,3 +63,13 @@ def test_every_request_is_in_the_access_log_with_its_subjects(service: Service) 
     assert ("cmp-test", "GET", "/v1/consent/eligible", 403, []) in mine
     assert ("-", "GET", "/v1/consent/eligible", 401, []) in mine
     assert intact.status_code == 200
+
+
+def test_the_access_log_names_the_socket_peer_not_a_forwarded_for_header(service: Service) -> None:
+    with service.as_role("consent-writer") as http:
+        assert http.post("/v1/consent/events", json=GRANT,
+                         headers={"X-Forwarded-For": "6.6.6.6"}).status_code == 201
+    with service.as_role("auditor") as http:
+        entries = http.get("/v1/access-log").json()["entries"]
+    posts = [e for e in entries if e["method"] == "POST" and e["path"] == "/v1/consent/events"]
+    assert [e["client"] for e in posts] == ["127.0.0.1"]

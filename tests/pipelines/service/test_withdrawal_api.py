@@ -64,3 +64,31 @@ def test_revokes_of_one_batch_are_all_withdrawn(service_home: Path) -> None:
     rows = Catalog(service_home).select(Withdrawal)
     assert {w.subject_id for w in rows} == {"B", "E"}
     assert len(rows) == len(pub.images) == 16
+
+
+def test_a_revoke_sent_again_withdraws_what_the_first_left(service_home: Path) -> None:
+    """The first revoke was recorded while nothing withdrew (here: withdraw_on_revoke off,
+    as if the service had been killed before its withdrawal ran); the CMP's retry of the
+    same event is "already present" and must still withdraw at once."""
+    pub = publish_rows(service_home)
+    of_a = [pub.folder(i.version) / i.file_name for i in pub.of_model("m0")]
+    build_file = service_home / "consentgen.toml"
+    original = build_file.read_text()
+    revoke = {"subject_id": "A", "purpose": PURPOSE, "action": "revoke", "event_id": "cmp-A-2",
+              "actor": "cmp"}
+    assert "\n[service]\n" in original  # the template's table, every key commented out
+    build_file.write_text(original.replace("\n[service]\n", "\n[service]\nwithdraw_on_revoke = false\n"))
+    with serving(service_home) as service, service.as_role("consent-writer") as http:
+        assert http.post("/v1/consent/events", json=revoke).json()["appended"] == 1
+        time.sleep(0.5)
+        assert all(p.exists() for p in of_a)
+    build_file.write_text(original)
+    with serving(service_home) as service, service.client(
+            service.token("consent-writer", "cmp-after-restart")) as http:
+        again = http.post("/v1/consent/events", json=revoke).json()
+        assert "error" not in again, again
+        deadline = time.monotonic() + 10 * BOUND_S
+        while any(p.exists() for p in of_a) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+    assert again["appended"] == 0 and again["already_present"] == 1
+    assert not [p for p in of_a if p.exists()]
