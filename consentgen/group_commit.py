@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import queue
-import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from consentgen.errors import ConsentgenError
 
@@ -109,112 +107,3 @@ class LoopCommitter(Generic[I, R]):
                 fut.set_exception(outcome)
             else:
                 fut.set_result(outcome)
-
-
-class ThreadCommitter(Generic[I, R]):
-    """The same group commit on a thread of its own, for writes off the loop's critical
-    path (the access log): batches gather while the previous one commits, and the loop
-    is never blocked by them. Futures are the loop's; they resolve on it. With
-    `min_interval_s`, commits are at least that far apart while callers are concurrent
-    (the previous batch held more than one item): each commit costs a few milliseconds of
-    CPU and takes the GIL back a few times, and fewer, larger ones leave the loop more of
-    both. A lone caller (the previous batch was its predecessor alone) is committed at
-    once, so one client's sequential requests never wait out the interval."""
-
-    _STOP = object()
-
-    def __init__(self, name: str, commit: CommitBatch, loop: asyncio.AbstractEventLoop, *,
-                 max_batch: int = 4096, min_interval_s: float = 0.0) -> None:
-        self._commit = commit
-        self._min_interval_s = min_interval_s
-        self._loop = loop
-        self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._closed = False
-        self.batches = 0
-        self.items = 0
-        self.seconds = 0.0
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, item: I) -> asyncio.Future[R]:
-        """Queue `item` (on the loop's thread); the future resolves once it is committed."""
-        if self._closed:
-            raise CommitterClosedError("the service is shutting down; nothing appended")
-        future: asyncio.Future[R] = self._loop.create_future()
-        self._queue.put((item, future))
-        return future
-
-    def submit_threadsafe(self, item: I) -> concurrent.futures.Future[R]:
-        """`submit` from any thread, with a future for that thread."""
-        if self._closed:
-            raise CommitterClosedError("the service is shutting down; nothing appended")
-        future: concurrent.futures.Future[R] = concurrent.futures.Future()
-        self._queue.put((item, future))
-        return future
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, then stop the thread (the loop may be gone by then:
-        futures still waiting are simply dropped with it)."""
-        if not self._closed:
-            self._closed = True
-            self._queue.put(self._STOP)
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        last, previous = 0.0, 0
-        while True:
-            first = self._queue.get()
-            pause = self._min_interval_s - (time.monotonic() - last)
-            if pause > 0 and previous > 1 and first is not self._STOP:
-                time.sleep(pause)  # let more gather: fewer, larger commits, less GIL taken
-            last = time.monotonic()
-            stop = first is self._STOP
-            batch = [] if stop else [first]
-            while not stop and len(batch) < self._max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                stop = more is self._STOP
-                if not stop:
-                    batch.append(more)
-            if batch:
-                self._commit_batch(batch)
-            previous = len(batch)
-            if stop:
-                return
-
-    def _commit_batch(self, batch: list[tuple[I, asyncio.Future[R]]]) -> None:
-        started = time.perf_counter()
-        try:
-            outcomes: Sequence[Any] = self._commit([item for item, _ in batch])
-        except BaseException as exc:  # noqa: BLE001 - the callers get it; the thread lives on
-            outcomes = [exc] * len(batch)
-        self.seconds += time.perf_counter() - started
-        self.batches += 1
-        self.items += len(batch)
-        on_loop = [(f, o) for (_, f), o in zip(batch, outcomes, strict=True)
-                   if isinstance(f, asyncio.Future)]
-        for (_, fut), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(fut, concurrent.futures.Future):
-                _settle(fut, outcome)
-        if on_loop:
-            try:
-                self._loop.call_soon_threadsafe(_resolve, on_loop)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
-
-
-def _resolve(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
-    for fut, outcome in settled:
-        _settle(fut, outcome)
-
-
-def _settle(fut: asyncio.Future[Any] | concurrent.futures.Future[Any], outcome: Any) -> None:
-    if fut.done():
-        return
-    if isinstance(outcome, BaseException):
-        fut.set_exception(outcome)
-    else:
-        fut.set_result(outcome)
