@@ -32,23 +32,13 @@ def _client(service: Service, token: str, n: int, ids: list[str], errors: list[s
                 ids.append(event_id)
 
 
-def _all_events(http: httpx.Client) -> list[dict]:
+def _paged(http: httpx.Client, path: str, key: str) -> list[dict]:
+    """Every item of a paged endpoint (`after_seq` cursor, `next_after_seq` answer)."""
     found, after = [], 0
     while True:
-        page = http.get("/v1/consent/events", params={"after_seq": after, "limit": 1000})
+        page = http.get(path, params={"after_seq": after, "limit": 5000})
         assert page.status_code == 200, page.text
-        found += page.json()["events"]
-        if page.json()["next_after_seq"] is None:
-            return found
-        after = page.json()["next_after_seq"]
-
-
-def _access_entries(http: httpx.Client) -> list[dict]:
-    found, after = [], 0
-    while True:
-        page = http.get("/v1/access-log", params={"after_seq": after, "limit": 5000})
-        assert page.status_code == 200, page.text
-        found += page.json()["entries"]
+        found += page.json()[key]
         if page.json()["next_after_seq"] is None:
             return found
         after = page.json()["next_after_seq"]
@@ -69,9 +59,9 @@ def test_eight_clients_times_500_events_all_present_and_chained(service_home: Pa
         sent = {i for mine in ids for i in mine}
         assert len(sent) == CLIENTS * EACH
         with service.as_role("auditor") as http:
-            events = _all_events(http)
+            events = _paged(http, "/v1/consent/events", "events")
             verified = http.get("/v1/consent/verify")
-            entries = _access_entries(http)
+            entries = _paged(http, "/v1/access-log", "entries")
             access_ok = http.get("/v1/access-log/verify")
         assert len(events) == CLIENTS * EACH
         assert {e["event_id"] for e in events} == sent
