@@ -172,7 +172,6 @@ async def post_events(request: Request,
     touched(request, *(e.subject_id for e in events))
     await check_purposes_async(runtime, events)
     response = append_response(await append(runtime, events), whole=whole)
-    request.state.recorded_in_ledger = True
     return response
 
 

@@ -106,7 +106,6 @@ async def import_consent(request: Request,
         raise _refused(409, "event_conflict", conflicts(parsed, exc.event_ids), lines,
                        event_ids=exc.event_ids) from None
     response = append_response(result)
-    request.state.recorded_in_ledger = True
     return response
 
 

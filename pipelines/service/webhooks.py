@@ -333,5 +333,4 @@ async def post_webhook(
         exc.message = f"events[0].{exc.message}" if one else f"events{exc.message}"
         raise
     response = routes_consent.append_response(await routes_consent.append(runtime, events))
-    request.state.recorded_in_ledger = True
     return response
