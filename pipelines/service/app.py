@@ -1,21 +1,21 @@
 """The FastAPI app of `consentgen serve`: routers, error shape, access log, lifespan.
 
 `create_app(home)` is all a test or an ASGI server needs; the lifespan opens the ledger and
-`access.duckdb` for writing (the service is their one writer while it runs) and writes
-`service.json` for the home's command line, and undoes both on the way out.
+`access.duckdb` for writing (the service is their one writer while it runs) unless the
+caller did, and starts and stops the group commits. `service.json`, for the home's command
+line, is `pipelines.service.serve`'s to write, once the port is bound.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from pipelines.service import discovery, http_errors
+from pipelines.service import http_errors
 from pipelines.service.middleware import AccessLogMiddleware
 from pipelines.service.runtime import ServiceRuntime
 from pipelines.service.settings import ServiceSettings
@@ -39,10 +39,9 @@ def open_runtime(home: Path, settings: ServiceSettings) -> ServiceRuntime:
 
 
 def create_app(home: Path, settings: ServiceSettings | None = None, *,
-               runtime: ServiceRuntime | None = None,
-               url: str | None = None, ca_file: str | None = None) -> FastAPI:
-    """The service over data home `home`; `url` (where it listens) goes into service.json.
-    A `runtime` opened by the caller is the caller's to close; else the lifespan opens one."""
+               runtime: ServiceRuntime | None = None) -> FastAPI:
+    """The service over data home `home`. A `runtime` opened by the caller is the caller's
+    to close; else the lifespan opens one."""
     settings = settings or ServiceSettings()
 
     @asynccontextmanager
@@ -51,15 +50,9 @@ def create_app(home: Path, settings: ServiceSettings | None = None, *,
         held = runtime or await asyncio.to_thread(open_runtime, home, settings)
         held.start(asyncio.get_running_loop())
         app.state.runtime = held
-        pid = os.getpid()
-        if url is not None:
-            discovery.write_info(held.home, discovery.ServiceInfo(url, pid, held.local_token,
-                                                                  ca_file))
         try:
             yield
         finally:
-            if url is not None:
-                discovery.remove_info(held.home, pid)
             await held.stop()
             if owned:
                 await asyncio.to_thread(held.close)

@@ -9,10 +9,10 @@ through. The build file is re-read only when it changes (one `stat` per request)
 from __future__ import annotations
 
 import threading
-
-import anyio
 from collections.abc import Sequence
 from pathlib import Path
+
+import anyio
 
 from consent import Action, ConsentEvent
 from pipelines.service.http_errors import ApiError
@@ -23,9 +23,10 @@ _paths: dict[int, Path] = {}
 _guard = threading.Lock()
 
 
-def declared(runtime: ServiceRuntime) -> frozenset[str]:
-    from pipelines.buildfile import build_file_path, declared_purposes
-    from pipelines.settings import DEFAULT_PURPOSE
+def _known_now(runtime: ServiceRuntime) -> tuple[frozenset[str] | None, int | None]:
+    """The cached declared purposes while the build file is unchanged (else None), and the
+    file's stamp now (None without a file). One `stat`; the home is resolved once."""
+    from pipelines.buildfile import build_file_path
 
     with _guard:
         path = _paths.get(id(runtime))
@@ -36,8 +37,17 @@ def declared(runtime: ServiceRuntime) -> frozenset[str]:
         stamp: int | None = path.stat().st_mtime_ns
     except FileNotFoundError:
         stamp = None
-    if hit is not None and hit[0] == stamp and stamp is not None:
-        return hit[1]
+    fresh = hit is not None and stamp is not None and hit[0] == stamp
+    return (hit[1] if fresh else None), stamp
+
+
+def declared(runtime: ServiceRuntime) -> frozenset[str]:
+    from pipelines.buildfile import declared_purposes
+    from pipelines.settings import DEFAULT_PURPOSE
+
+    known, stamp = _known_now(runtime)
+    if known is not None:
+        return known
     if stamp is None:  # an old home: the default and what its ledger holds, as the CLI reads it
         known = frozenset([DEFAULT_PURPOSE, *runtime.ledger.purposes()])
     else:
@@ -66,14 +76,7 @@ async def check_purposes_async(runtime: ServiceRuntime, events: Sequence[Consent
     a declared one already known (the common case, a `stat`); in the thread pool when the
     build file must be read or the ledger asked (a revoke of an undeclared purpose scans
     it), so one such request never stalls every other caller."""
-    with _guard:
-        path = _paths.get(id(runtime))
-        hit = _cache.get(id(runtime))
-    if path is not None and hit is not None and hit[0] is not None:
-        try:
-            fresh = path.stat().st_mtime_ns == hit[0]
-        except FileNotFoundError:
-            fresh = False
-        if fresh and all(e.purpose in hit[1] for e in events):
-            return
+    known, _ = _known_now(runtime)
+    if known is not None and all(e.purpose in known for e in events):
+        return
     await anyio.to_thread.run_sync(check_purposes, runtime, events)
