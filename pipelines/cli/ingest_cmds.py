@@ -7,6 +7,12 @@ build at 128 px finds sources of 128 px; `--size` / `--channels` say otherwise. 
 `--label-from-tag` attribute that identifies (DICOM PS3.15 Annex E, private tags) is
 refused before anything is read: labels are published as class folder names.
 
+A file that declares itself off limits is quarantined with a reason: `training_opt_out`
+(C2PA / CAWG training-mining notAllowed, XMP `plus:DataMining` PROHIBITED),
+`synthetic_input` (an AI-generated digitalSourceType), `burned_in_annotation` (DICOM
+BurnedInAnnotation = YES; `--burned-in-annotation accept` takes those, with a note) and
+`provenance_unreadable` (a C2PA store or XMP packet that cannot be read: fail closed).
+
 Prints the summary (accepted / duplicate / quarantined by reason). Anticipated failures
 (a wrong manifest, a locked catalog) print one line on stderr and exit 1; bad image
 files are never failures, they are quarantined and counted.
@@ -65,6 +71,14 @@ def ingest(
     multiframe: Annotated[
         str, typer.Option(help="Animated / multi-frame input: 'first' frame or 'reject'.")
     ] = "first",
+    burned_in_annotation: Annotated[
+        str,
+        typer.Option(help="DICOM files marked BurnedInAnnotation = YES carry text in their "
+                          "pixels (often a name, an ID or a date) that no metadata stripping "
+                          "removes: 'quarantine' keeps them out; 'accept' takes them, with a "
+                          "note on each record, for data whose burned-in text you know "
+                          "identifies no one."),
+    ] = "quarantine",
     home: HomeOption = None,
 ) -> None:
     """Ingest source images: decode defensively, normalise, record; quarantine the rest."""
@@ -74,7 +88,7 @@ def ingest(
         root = resolve_home(home)
         if size is None or channels is None:
             size, channels = _default_shape(root, size, channels)
-        config = _config(size, channels, fit, max_pixels, multiframe)
+        config = _config(size, channels, fit, max_pixels, multiframe, burned_in_annotation)
         summary = run_ingest(
             path,
             manifest=manifest,
@@ -119,10 +133,12 @@ def _default_shape(root: Path, size: str | None, channels: int | None) -> tuple[
             depth if channels is None else channels)
 
 
-def _config(size: str, channels: int, fit: str, max_pixels: int, multiframe: str) -> IngestConfig:
+def _config(size: str, channels: int, fit: str, max_pixels: int, multiframe: str,
+            burned_in_annotation: str) -> IngestConfig:
     try:
         return IngestConfig(
-            size=size, channels=channels, fit=fit, max_pixels=max_pixels, multiframe=multiframe
+            size=size, channels=channels, fit=fit, max_pixels=max_pixels, multiframe=multiframe,
+            burned_in_annotation=burned_in_annotation,
         )
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -13,6 +13,12 @@ dropped silently and no bad file stops the run (DESIGN.md invariant 4). Decoding
   from a tag such as BodyPartExamined (`label_from_tag`); a file without one has no label
   (a class-conditional build leaves it out), one whose value cannot name a class folder is
   quarantined as `invalid_label`.
+- What a file declares about itself is read from its raw bytes before anything is
+  stripped (`validation.sources.provenance`): a C2PA / CAWG training-mining opt-out or an
+  XMP `plus:DataMining` prohibition is quarantined as `training_opt_out`, an AI-generated
+  image (digitalSourceType) as `synthetic_input`, a DICOM with BurnedInAnnotation = YES as
+  `burned_in_annotation` (unless `IngestConfig.burned_in_annotation = "accept"`), and a
+  provenance block that cannot be read as `provenance_unreadable` (fail closed).
 - An accepted image is normalised (`IngestConfig`: default 64x64 grayscale, letterboxed)
   and stored once under `<home>/sources/<hh>/<content_hash>.png`.
 - Identity: the manifest's `record_id`, else one derived from subject and content hash.

@@ -24,6 +24,7 @@ from pipelines.catalog import SOURCES_DIR, Catalog, IngestRun, QuarantineEntry, 
 from validation.sources.decode import DecodeConfig, decode_bytes, read_limited, short_error
 from validation.sources.manifest import ManifestRow
 from validation.sources.normalize import NormalizeConfig, content_hash, encode_png, normalize
+from validation.sources.provenance import BURNED_IN_TAG, ProvenanceConfig, read_provenance
 
 # Reasons decided here rather than by the decoder (see validation.sources.decode.Reason for those).
 NOT_IN_MANIFEST = "not_in_manifest"
@@ -33,12 +34,17 @@ INVALID_LABEL = "invalid_label"
 INTERNAL_ERROR = "internal_error"
 
 
-class IngestConfig(DecodeConfig, NormalizeConfig):
-    """Decoding limits, the normalised shape, and how often the catalog is written."""
+class IngestConfig(DecodeConfig, NormalizeConfig, ProvenanceConfig):
+    """Decoding limits, the normalised shape, what a file's own declarations do, and how
+    often the catalog is written."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     batch_size: PositiveInt = 500
+    read_provenance: bool = True
+    """For bench/ingest.py alone, which measures what reading provenance costs: False
+    skips the C2PA / XMP / BurnedInAnnotation checks (opt-outs would be trained on). No
+    command sets it; the run row's config_json records it."""
 
 
 class IngestSummary(BaseModel):
@@ -138,12 +144,13 @@ class FileIntake:
             decoded = decode_bytes(
                 data,
                 self.config,
-                tags=tuple(t for t in (self.tag, self.label_tag) if t),
+                tags=tuple(dict.fromkeys(t for t in (self.tag, self.label_tag, BURNED_IN_TAG) if t)),
                 target=self.config.size,
                 grayscale=self.config.channels == 1,
             )
         except DecodeError as exc:
             raise _Quarantine(exc.reason, _error_class(exc), str(exc), fsha) from exc
+        notes = [*decoded.notes, *self._provenance(data, decoded.format, decoded.tags, fsha)]
         subject = entry.subject_id if entry else decoded.tags.get(self.tag or "")
         if not subject:
             raise _Quarantine(
@@ -190,7 +197,7 @@ class FileIntake:
             channels=1 if pixels.ndim == 2 else int(pixels.shape[2]),
             image_path=image_path,
             source_path=str(file),
-            decode_notes="; ".join(decoded.notes),
+            decode_notes="; ".join(notes),
             simulated=simulated,
             run_id=self.summary.run_id,
             ingested_at=datetime.now(UTC),
@@ -198,6 +205,17 @@ class FileIntake:
         self.known.add(record)
         self.pending_sources.append(record)
         return "accepted"
+
+    def _provenance(self, data: bytes, fmt: str, tags: dict[str, str], fsha: str) -> list[str]:
+        """Quarantine what the file itself declares off limits (an opt-out, a generated
+        image, burned-in text, an unreadable declaration); the notes for the record."""
+        if not self.config.read_provenance:
+            return []
+        verdict = read_provenance(data, fmt, dicom_tags=tags, config=self.config)
+        if verdict.reason is not None:
+            raise _Quarantine(verdict.reason, verdict.error_class or "ProvenanceError",
+                              verdict.detail, fsha)
+        return list(verdict.notes)
 
     def _tag_label(self, value: str | None, fmt: str, fsha: str) -> str | None:
         """The label a tag gives: none without the tag (never a quarantine: the file is
