@@ -202,7 +202,8 @@ def _is(value: Any, kind: type) -> bool:
 
 
 RELATIVE_PATHS = (("generator", "weights_dir"), ("audit", "embedding_model_path"),
-                  ("service", "jwks_file"))
+                  ("service", "jwks_file"), ("provenance", "sign_cert"),
+                  ("provenance", "sign_key"), ("provenance", "trust_anchors"))
 """Folder and file keys that a build file may give relative to itself."""
 
 

@@ -194,6 +194,31 @@ class DatasetSettings(_Section):
         "reconcile withdraws every image derived from them)")
 
 
+class ProvenanceSettings(_Section):
+    """What every published image declares, and who signs it (`validation.release.provenance`)."""
+
+    sign_cert: Path | None = Field(
+        None, description="PEM certificate chain (signer first) the releases are signed with; "
+        "unset: the home's local development signer (untrusted, made by `consentgen init`)")
+    sign_key: Path | None = Field(None, description="PEM private key of sign_cert")
+    trust_anchors: Path | None = Field(
+        None, description="PEM CA certificate(s) a signed image must verify against (default: "
+        "the last certificate of sign_cert)")
+    training_mining: Literal["notAllowed", "allowed", "constrained"] = Field(
+        "notAllowed", description="the cawg.training-mining answer each image carries for AI "
+        "training, generative training, data mining and inference")
+    watermark: bool = Field(
+        True, description="embed an invisible release tag where the image size carries it "
+        "reliably (the card says when it does not)")
+
+    @model_validator(mode="after")
+    def _pair(self) -> ProvenanceSettings:
+        if (self.sign_cert is None) != (self.sign_key is None):
+            raise ValueError("give sign_cert and sign_key together (or neither, for the "
+                             "home's development signer)")
+        return self
+
+
 class BuildConfig(_Section):
     """One build: which purpose, how many shards, which generator, how many images."""
 
@@ -220,6 +245,7 @@ class BuildConfig(_Section):
     schedule: ScheduleSettings = ScheduleSettings()
     dataset: DatasetSettings = DatasetSettings()
     service: ServiceSettings = ServiceSettings()
+    provenance: ProvenanceSettings = ProvenanceSettings()
     notices: list[str] = Field(default_factory=list,
                                description="lines printed at the top of the data card")
     expiry_policy: Literal["withdraw", "keep"] = Field(

@@ -59,7 +59,7 @@ from pipelines.steps.public_manifest import (
     stage,
 )
 from pipelines.settings import BuildConfig
-from validation.release.metadata import find_identifying_metadata
+from pipelines.steps.provenance import ReleaseStamp
 
 LATEST = "LATEST"
 WITHDRAWN = "WITHDRAWN"
@@ -137,7 +137,7 @@ def publish_release(
 ) -> Release:
     """Publish the build's audited candidates as the next version (see the module's docstring).
 
-    `render_card(staging_dir, version, manifest_frame, staged_images)` writes the data card and
+    `render_card(staging_dir, version, manifest_frame, staged_images, stamp_info)` writes the data card and
     the expectations' offline validation pages into the staging folder (the Dagster layer passes the
     full renderer; tests of publishing alone may pass None).
     """
@@ -162,7 +162,8 @@ def publish_release(
     catalog.add([release], images)  # pending: from here on a reconcile sees these images
     crashpoint("publish.rows_recorded")
     try:
-        _write_staging(catalog, tmp, version, staged, config, render_card)
+        with ReleaseStamp(catalog.home, config, version, snapshot.head_hash) as stamp:
+            _write_staging(catalog, tmp, version, staged, config, render_card, stamp)
         with releases_lock(catalog.home):
             crashpoint("publish.locked")
             _refuse_unconsented(catalog, ledger, snapshot, candidates, when="at the rename",
@@ -189,15 +190,12 @@ def publish_release(
 
 
 def _write_staging(catalog: Catalog, tmp: Path, version: str, staged: list[StagedImage],
-                   config: BuildConfig, render_card: Any) -> None:
+                   config: BuildConfig, render_card: Any, stamp: ReleaseStamp) -> None:
     manifest = manifest_frame(staged, config)
     for s in staged:
         target = tmp / s.file_name(config)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(catalog.home / s.candidate.image_path, target)
-        findings = find_identifying_metadata(target)
-        if findings:
-            raise ReleaseError(f"{target.name}: identifying metadata {findings[0].kind} found")
+        stamp.write(catalog.home / s.candidate.image_path, target)  # watermark, XMP, C2PA; checked
     crashpoint("publish.files_copied")
     table = pa.Table.from_pandas(manifest[MANIFEST_COLUMNS], preserve_index=False)
     pq.write_table(table, tmp / "manifest.parquet")
@@ -206,7 +204,7 @@ def _write_staging(catalog: Catalog, tmp: Path, version: str, staged: list[Stage
     (tmp / WITHDRAWN).write_text("")
     crashpoint("publish.manifests_written")
     if render_card is not None:
-        render_card(tmp, version, manifest, staged)
+        render_card(tmp, version, manifest, staged, stamp.info)
     crashpoint("publish.card_rendered")
     fsync_tree(tmp)
     crashpoint("publish.fsynced")

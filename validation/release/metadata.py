@@ -9,6 +9,11 @@ cannot be walked is itself a finding ("unparsed"), so an empty list really means
 
 Findings name where metadata sits and how big it is, never its value: a gate's log
 must not become the leak it is guarding against.
+
+Our own provenance (`validation.release.provenance`: one XMP packet, one C2PA manifest)
+is allowed on a published PNG only when the caller says which release's it must be
+(`provenance=`): the packet must be byte-for-byte ours and the manifest must verify and
+hold exactly that release's assertions; otherwise each is a finding like any other.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 from consentgen.errors import DecodeError
+from validation.release.provenance import ExpectedProvenance, is_our_xmp, manifest_problems
 from validation.sources.decode import DecodeConfig, read_limited, short_error
 from validation.sources.dicom import looks_like_dicom, tag_keyword
+from validation.sources.xmp import XMP_PNG_KEY
 
 
 class MetadataFinding(BaseModel):
@@ -36,7 +43,7 @@ class MetadataFinding(BaseModel):
 
     kind: str
     """Stable code: exif, exif_gps, xmp, icc_profile, comment, png_text, png_time,
-    png_chunk, jpeg_app, iptc, dicom_tag, dicom_dataset, trailing_data, unparsed."""
+    png_chunk, c2pa, jpeg_app, iptc, dicom_tag, dicom_dataset, trailing_data, unparsed."""
     key: str = ""
     """Where: a chunk type, a text keyword, a marker, a DICOM keyword."""
     detail: str = ""
@@ -91,39 +98,70 @@ _DICOM_IDENTIFYING_KEYWORDS = {
 
 
 def find_identifying_metadata(
-    path: str | os.PathLike[str], *, max_file_bytes: int = 1 << 30
+    path: str | os.PathLike[str],
+    *,
+    max_file_bytes: int = 1 << 30,
+    provenance: ExpectedProvenance | None = None,
 ) -> list[MetadataFinding]:
-    """Every metadata block left in the file at `path`; an empty list means clean."""
+    """Every metadata block left in the file at `path`; an empty list means clean.
+
+    With `provenance`, a PNG's one XMP packet and one C2PA manifest are allowed when they
+    are exactly that release's (see the module's docstring)."""
     try:
         data = read_limited(path, DecodeConfig(max_file_bytes=max_file_bytes))
     except DecodeError as exc:
         return [MetadataFinding(kind="unparsed", key=exc.reason, detail=str(exc))]
-    return find_identifying_metadata_in(data)
+    return find_identifying_metadata_in(data, provenance=provenance)
 
 
-def find_identifying_metadata_in(data: bytes) -> list[MetadataFinding]:
+def find_identifying_metadata_in(
+    data: bytes, *, provenance: ExpectedProvenance | None = None
+) -> list[MetadataFinding]:
     """As `find_identifying_metadata`, over bytes already in memory."""
+    allowed: list[tuple[int, int]] = []  # byte ranges of our own provenance, left out of the scan
     if data.startswith(_PNG_SIGNATURE):
-        findings = list(_png(data))
+        findings = list(_png(data, provenance, allowed))
     elif data.startswith(b"\xff\xd8"):
         findings = list(_jpeg(data))
     elif looks_like_dicom(data):
         findings = list(_dicom(data))
     else:
         findings = list(_other(data))
+    for lo, hi in sorted(allowed, reverse=True):
+        data = data[:lo] + data[hi:]
     return findings + _signatures(data, findings)
 
 
-def _png(data: bytes) -> Iterator[MetadataFinding]:
+_OUR_XMP_PREFIX = XMP_PNG_KEY + b"\x00\x00\x00\x00\x00"  # uncompressed, no language
+
+
+def _png(
+    data: bytes, provenance: ExpectedProvenance | None, allowed: list[tuple[int, int]]
+) -> Iterator[MetadataFinding]:
     pos = len(_PNG_SIGNATURE)
+    seen: set[bytes] = set()
     while pos + 8 <= len(data):
         length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
         body = data[pos + 8 : pos + 8 + length]
         if len(body) < length:
             yield MetadataFinding(kind="unparsed", key=_text(ctype), detail="chunk runs past end")
             return
+        span = (pos, pos + 12 + length)
         pos += 12 + length
-        if ctype in (b"tEXt", b"zTXt", b"iTXt"):
+        if provenance is not None and ctype == b"iTXt" and b"xmp" not in seen and (
+            body.startswith(_OUR_XMP_PREFIX) and is_our_xmp(body[len(_OUR_XMP_PREFIX) :])
+        ):
+            seen.add(b"xmp")
+            allowed.append(span)
+        elif ctype == b"caBX":
+            problems = manifest_problems(data, provenance) if ctype not in seen else [
+                "a second C2PA store"]
+            seen.add(ctype)
+            for problem in problems:
+                yield MetadataFinding(kind="c2pa", key="caBX", detail=problem)
+            if not problems:
+                allowed.append(span)
+        elif ctype in (b"tEXt", b"zTXt", b"iTXt"):
             keyword = body.split(b"\x00", 1)[0]
             yield MetadataFinding(
                 kind="png_text", key=_text(keyword), detail=f"{ctype.decode()} {length} bytes"

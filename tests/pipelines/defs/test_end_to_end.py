@@ -25,6 +25,8 @@ from pipelines.defs.runner import instance_for, report_of, run_build, tick_revoc
 from pipelines.steps.release import publish
 from tests.pipelines.conftest import PURPOSE, Deployment
 from validation.release.metadata import find_identifying_metadata
+from validation.release.provenance import ExpectedProvenance, ReleaseProvenance
+from validation.release.signer import ensure_dev_signer
 
 UP_TO_AUDIT = dg.AssetSelection.assets("audit").upstream()
 
@@ -73,7 +75,14 @@ def test_consent_revocation_and_rebuild(deployment: Deployment) -> None:
     # integer labels ship as their text, named by the build's labels.names
     assert set(zip(manifest["label"], manifest["label_name"], strict=True)) <= {
         ("0", "no_tumour"), ("1", "tumour")}
-    assert all(find_identifying_metadata(f) == [] for f in files)
+    # nothing but our own provenance: this release's manifest, signed by the home's signer
+    head = dep.catalog.select(Release, "WHERE version = 'v0001'")[0].head_hash
+    ours = ExpectedProvenance(
+        provenance=ReleaseProvenance(release="v0001", generator=dep.config.generator.kind,
+                                     ledger_head=head),
+        trust_pem=ensure_dev_signer(dep.home)[0].trust_pem)
+    assert all(find_identifying_metadata(f, provenance=ours) == [] for f in files)
+    assert {x.kind for x in find_identifying_metadata(files[0])} >= {"c2pa", "png_text"}
     assert Image.open(files[0]).size == (dep.config.generator.image_size,) * 2
     card = (v1 / "data_card.html").read_text()
     assert dep.ledger.events()[-1].hash[:16] in card  # names the consent head it honoured
