@@ -25,6 +25,9 @@ these declarations are read here, from the bytes as they arrived, or never:
   XMP packet defusedxml refuses: a DTD, an entity declaration, broken XML, an incomplete
   extended XMP, an oversize packet; a training-mining assertion of unknown shape) ->
   `PROVENANCE_UNREADABLE`: we cannot see whether it says no, so we do not train on it.
+  A file whose XMP points at a remote C2PA manifest (``dcterms:provenance``) and embeds
+  none is unreadable too: ingest never fetches (no network at run time), and the
+  manifest it points at may hold an opt-out.
 
 When several apply, the verdict's reason is the first in `PRECEDENCE` (opt-out, synthetic,
 burned-in, unreadable: what the rights holder said outranks what we infer); the detail
@@ -142,9 +145,15 @@ def read_provenance(
     notes: list[str] = []
     try:
         mime = _mime(data, fmt)
-        if mime is not None:
-            _judge_c2pa(read_c2pa(data, mime), findings, notes)
-        _judge_xmp(read_xmp(data), findings, notes)
+        store = read_c2pa(data, mime) if mime is not None else None
+        _judge_c2pa(store, findings, notes)
+        xmp = read_xmp(data)
+        _judge_xmp(xmp, findings, notes)
+        if xmp.remote_manifests and store is None:
+            findings.append(ProvenanceFinding(
+                reason=PROVENANCE_UNREADABLE,
+                detail=f"a remote C2PA manifest ({_shown(xmp.remote_manifests[0])}) is not "
+                       "fetched at ingest and none is embedded"))
         _judge_dicom(dicom_tags or {}, config, findings, notes)
     except Exception as exc:  # a bug of ours must not let a file through unread
         findings.append(ProvenanceFinding(

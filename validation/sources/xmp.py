@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 PLUS_NS = "http://ns.useplus.org/ldf/xmp/1.0/"
 IPTC_EXT_NS = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
+DCTERMS_NS = "http://purl.org/dc/terms/"
 RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 XMP_PNG_KEY = b"XML:com.adobe.xmp"
 MAX_PACKET_BYTES = 4 << 20
@@ -56,6 +57,9 @@ class XmpReading(BaseModel):
     """Values of ``plus:DataMining``."""
     digital_source_types: tuple[str, ...] = ()
     """Values of ``Iptc4xmpExt:DigitalSourceType``."""
+    remote_manifests: tuple[str, ...] = ()
+    """Values of ``dcterms:provenance``: where C2PA puts the address of a manifest kept
+    outside the file (a remote manifest)."""
     errors: tuple[str, ...] = ()
     """Packets that could not be read, and why (never their content)."""
 
@@ -65,6 +69,7 @@ def read_xmp(data: bytes) -> XmpReading:
     packets, errors = xmp_packets(data)
     mining: list[str] = []
     sources: list[str] = []
+    remote: list[str] = []
     for where, packet in packets:
         try:
             root = parse_packet(packet)
@@ -73,10 +78,12 @@ def read_xmp(data: bytes) -> XmpReading:
             continue
         mining += property_values(root, PLUS_NS, "DataMining")
         sources += property_values(root, IPTC_EXT_NS, "DigitalSourceType")
+        remote += property_values(root, DCTERMS_NS, "provenance")
     return XmpReading(
         packets=len(packets),
         data_mining=tuple(mining),
         digital_source_types=tuple(sources),
+        remote_manifests=tuple(remote),
         errors=tuple(errors),
     )
 

@@ -311,3 +311,24 @@ def test_source_type_codes() -> None:
     assert source_type_code("trainedAlgorithmicMedia") == "trainedAlgorithmicMedia"
     assert source_type_code("http://cv.iptc.org/newscodes/digitalsourcetype/algorithmicMedia/") \
         == "algorithmicMedia"
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_remote_manifest_is_not_fetched_and_so_not_trusted(fmt: str, creds: TestCredentials) -> None:
+    """The SDK writes the address of a manifest kept elsewhere into the file's XMP
+    (dcterms:provenance); ingest never fetches, so it cannot see an opt-out there."""
+    import io
+    import json
+
+    import c2pa
+
+    mime = {"JPEG": "image/jpeg", "PNG": "image/png"}[fmt]
+    manifest = {"claim_generator_info": [{"name": "t"}], "assertions": [created()]}
+    out = io.BytesIO()
+    with creds.signer() as signer, c2pa.Builder(json.dumps(manifest)) as builder:
+        builder.set_no_embed()
+        builder.set_remote_url("https://example.org/manifests/abc.c2pa")
+        builder.sign(signer, mime, io.BytesIO(plain(fmt)), out)
+    found = verdict(out.getvalue(), fmt)
+    assert found.reason == PROVENANCE_UNREADABLE
+    assert "remote C2PA manifest (https://example.org/manifests/abc.c2pa)" in found.detail

@@ -109,4 +109,5 @@ def test_property_values_in_every_rdf_spelling() -> None:
 def test_a_plain_file_has_no_packets() -> None:
     for data in (pf.png(), pf.jpeg(), f.png_with_text(f.pattern()), b"not an image at all"):
         assert read_xmp(data).model_dump() == {"packets": 0, "data_mining": (),
-                                               "digital_source_types": (), "errors": ()}
+                                               "digital_source_types": (),
+                                               "remote_manifests": (), "errors": ()}
