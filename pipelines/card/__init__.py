@@ -3,6 +3,7 @@
 `model` says what a card may hold (`suppression`: no small count of people on it;
 `dataset`: who publishes it on what terms), `assessment` puts every privacy and utility
 figure in words with its reference and a green / amber / red flag,
+`provenance` records what every image carries and how to verify it,
 `plots` draws its pictures from the images `samples` chooses, `view` formats it once and
 `render` lays it out through the two templates in ``templates/`` and makes its files.
 This package sits above `pipelines.catalog` and below `pipelines.steps`: it imports
@@ -25,6 +26,7 @@ from pipelines.card.model import (
     UtilityFigures,
     WithdrawalLine,
 )
+from pipelines.card.provenance import TRUST_ANCHORS_FILE, ProvenanceInfo, SignerInfo
 from pipelines.card.render import CARD_JSON, card_files, load_card, render_data_card
 from pipelines.card.samples import SAMPLE_GRID, choose_samples
 from pipelines.card.suppression import PublicCount, Suppressed, public_count
@@ -47,9 +49,12 @@ __all__ = [
     "NOT_MEANINGFUL",
     "NOT_STATED",
     "PrivacyFigures",
+    "ProvenanceInfo",
     "PublicCount",
     "SAMPLE_GRID",
+    "SignerInfo",
     "Suppressed",
+    "TRUST_ANCHORS_FILE",
     "UtilityFigures",
     "WithdrawalLine",
     "assessments",

@@ -39,6 +39,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from pipelines.card.dataset import DatasetInfo
 from pipelines.card.formatting import number
+from pipelines.card.provenance import ProvenanceInfo
 from pipelines.card.suppression import PublicCount, is_public
 from pipelines.catalog.reasons import WithdrawalReason
 from validation.release.expectations import (
@@ -355,6 +356,9 @@ class DataCard(_Model):
     """Filled in when images are withdrawn from the published release."""
     min_public_count: int = Field(10, ge=1)
     """k: counts of people under it must arrive `Suppressed`."""
+    provenance: ProvenanceInfo | None = None
+    """What every image carries and who signed it (`pipelines.card.provenance`); None on a
+    card published before images were stamped."""
 
     @model_validator(mode="after")
     def _public_counts(self) -> DataCard:

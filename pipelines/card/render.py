@@ -29,6 +29,7 @@ from pipelines.card.dataset import NOT_STATED
 from pipelines.card.formatting import NOT_COMPUTED
 from pipelines.card.model import DataCard
 from pipelines.card.plots import histogram_png, sample_grid_png
+from pipelines.card.provenance import TRUST_ANCHORS_FILE
 from pipelines.card.view import CARD_FOLDER, SAMPLES_FILE, Picture, card_view, picture
 
 MARKDOWN_FILE = "data_card.md"
@@ -78,8 +79,10 @@ def card_files(card: DataCard, *, sample_images: Sequence[np.ndarray],
                sample_labels: Sequence[object]) -> dict[str, bytes]:
     """Every file of the card, by its path relative to the release, ``card.json`` last.
 
-    The PNGs under ``card/``, ``data_card.md``, ``data_card.html`` and the model as
-    ``card/card.json``: a reader that finds the model finds the files drawn from it.
+    The PNGs under ``card/``, ``data_card.md``, ``data_card.html``, the trust anchors the
+    images verify against (``card/trust-anchors.pem``, when the card records provenance)
+    and the model as ``card/card.json``: a reader that finds the model finds the files
+    drawn from it.
     """
     if len(sample_images) != len(sample_labels):
         raise ConfigError(
@@ -89,6 +92,8 @@ def card_files(card: DataCard, *, sample_images: Sequence[np.ndarray],
     view = card_view(card, histograms, samples)
     for name in (MARKDOWN_FILE, HTML_FILE):
         files[name] = _ENV.get_template(f"{name}.j2").render(view=view).encode("utf-8")
+    if card.provenance is not None:  # what the card's verification steps point at
+        files[TRUST_ANCHORS_FILE] = card.provenance.trust_anchors_pem.encode("ascii")
     files[CARD_JSON] = card.model_dump_json(indent=2).encode("utf-8") + b"\n"
     return files
 

@@ -19,6 +19,7 @@ from pipelines.card.assessment import assessments, legend
 from pipelines.card.dataset import dataset_rows
 from pipelines.card.formatting import NOT_COMPUTED, count, number, timestamp
 from pipelines.card.model import AuditThreshold, DataCard, DistanceDistribution, WithdrawalLine
+from pipelines.card.provenance import ProvenanceView, provenance_view
 from pipelines.card.suppression import Suppressed
 
 CARD_FOLDER = "card"
@@ -121,6 +122,8 @@ class CardView:
     """What the samples section says when there is no grid."""
     withdrawals: list[str]
     withdrawals_note: str
+    provenance: ProvenanceView
+    """What each image carries, who signed it, how to verify (`pipelines.card.provenance`)."""
 
 
 
@@ -269,5 +272,6 @@ def card_view(card: DataCard, histograms: list[Picture], samples: Picture | None
         samples_note=_NONE_LEFT if card.withdrawals else _NO_SAMPLES,
         withdrawals=[withdrawal_text(w) for w in card.withdrawals],
         withdrawals_note=_AFTER_WITHDRAWAL if card.withdrawals else _NO_WITHDRAWAL,
+        provenance=provenance_view(card.provenance),
     )
 

@@ -19,6 +19,7 @@ from pipelines.cli import (
     consent_cmds,
     demo_cmds,
     ingest_cmds,
+    provenance_cmds,
     reconcile_cmds,
     service_cmds,
     ui_cmds,
@@ -43,6 +44,7 @@ app.command("ingest")(ingest_cmds.ingest)
 app.command("serve")(service_cmds.serve)
 app.add_typer(service_cmds.token_app, name="token")
 app.command("access-log")(service_cmds.access_log)
+app.command("verify-image")(provenance_cmds.verify_image)
 
 
 def main() -> None:

@@ -57,6 +57,11 @@ class NewHome:
     wrote_build_file: bool
     served_by: str | None = None
     """The URL of the consent service that holds the ledger, when one runs for the home."""
+    signer: Path | None = None
+    """The home's development signer folder; None when the build file names a sign_cert."""
+    signer_made: bool = False
+    sign_cert: Path | None = None
+    """The build file's provenance.sign_cert, when it names one."""
 
 
 def create_home(home: Path | None, config: BuildConfig | None = None) -> NewHome:
@@ -79,8 +84,24 @@ def create_home(home: Path | None, config: BuildConfig | None = None) -> NewHome
     build_file = build_file_path(root)
     wrote = write_template(build_file, config)
     served_by = ledger.url if isinstance(ledger, ServiceLedger) else None
+    signer, made, sign_cert = _signer(root)
     return NewHome(root, ledger.path, head.seq, head.hash, catalog.path, build_file, wrote,
-                   served_by)
+                   served_by, signer, made, sign_cert)
+
+
+def _signer(root: Path) -> tuple[Path | None, bool, Path | None]:
+    """The home's local development signer, made once, unless the build file names the
+    deployment's own certificate: (its folder, made now, the build file's sign_cert).
+
+    Read leniently: a typo elsewhere in the build file does not stop a home being made."""
+    from pipelines.buildfile import load_config_leniently
+    from validation.release.signer import DEV_SIGNER_DIR, ensure_dev_signer
+
+    sign_cert = load_config_leniently(root)[0].provenance.sign_cert
+    if sign_cert is not None:
+        return None, False, sign_cert
+    made = ensure_dev_signer(root)[1]
+    return root / DEV_SIGNER_DIR, made, None
 
 
 def require_declared(root: Path, purposes: Iterable[str], *, declare: bool = False,

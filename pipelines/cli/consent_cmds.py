@@ -53,9 +53,10 @@ def _describe(event: LedgerEvent) -> str:
 
 
 def init(home: HomeOption = None) -> None:
-    """Create the data home: an empty consent ledger, the catalog and a commented build
-    file (`consentgen.toml`, never overwritten). Idempotent; the only command that
-    creates a home."""
+    """Create the data home: an empty consent ledger, the catalog, a commented build
+    file (`consentgen.toml`, never overwritten) and, unless the build file names a
+    provenance.sign_cert, a local development signer for the images' C2PA manifests
+    (untrusted outside the home). Idempotent; the only command that creates a home."""
     made = create_home(home)
     console.print(f"data home  {made.root}")
     held = f"; held by the consent service at {made.served_by}" if made.served_by else ""
@@ -63,6 +64,13 @@ def init(home: HomeOption = None) -> None:
     console.print(f"catalog    {made.catalog}")
     console.print(f"build file {made.build_file} ({'written' if made.wrote_build_file else 'kept as it was'})")
     console.print(f"purposes   {', '.join(declared_purposes(made.root))}")
+    if made.sign_cert is not None:
+        console.print(f"signer     {made.sign_cert} (the build file's provenance.sign_cert)")
+    elif made.signer is not None:
+        console.print(f"signer     {made.signer} ({'made' if made.signer_made else 'kept as it was'}): "
+                      "an UNTRUSTED local development CA and signer, for testing only; set "
+                      "provenance.sign_cert and provenance.sign_key in the build file to sign "
+                      "releases others should trust")
 
 
 def _say_declared(root: Path, purposes: list[str]) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from consent import Ledger
 from consent.events import utc_now
@@ -34,6 +36,8 @@ from pipelines.card import (
     DistanceDistribution,
     ExpectationsSummary,
     GeneratorInfo,
+    ProvenanceInfo,
+    SignerInfo,
     choose_samples,
     public_count,
     render_data_card,
@@ -41,6 +45,7 @@ from pipelines.card import (
 from pipelines.steps.eligibility import EligibleSet, load_eligible
 from pipelines.steps.figures import compute_figures
 from pipelines.steps.images import load_gray
+from pipelines.steps.provenance import StampInfo, signing_credentials
 from pipelines.steps.public_manifest import StagedImage
 from pipelines.settings import BuildConfig
 from pipelines.steps.shard_training import current_models
@@ -67,11 +72,38 @@ def people_counts(catalog: Catalog, eligible: EligibleSet, config: BuildConfig) 
     )
 
 
+def provenance_info(catalog: Catalog, config: BuildConfig, stamp: StampInfo) -> ProvenanceInfo:
+    """The card's record of what publish stamped on every image, with the trust anchors a
+    reader verifies them against (public certificates: ``card/trust-anchors.pem``).
+
+    The anchors are read from the same credentials publish signed with; a signer that
+    changed in between (another certificate in the build file) is refused rather than
+    shipped with anchors that would not verify the images."""
+    credentials = signing_credentials(catalog.home, config.provenance)
+    if credentials.identity().sha256 != stamp.signer.sha256:
+        raise ReleaseError("the signing certificate changed while the release was stamped; "
+                           "build again")
+    p = stamp.provenance
+    return ProvenanceInfo(
+        release=p.release, generator=p.generator, ledger_head=p.ledger_head,
+        training_mining=p.training_mining, signer=SignerInfo(**stamp.signer.model_dump()),
+        trust_anchors_pem=certificates_pem(credentials.trust_pem), watermark=stamp.watermark,
+        watermark_note=stamp.watermark_note)
+
+
+def certificates_pem(pem: bytes) -> str:
+    """The certificates of a PEM file, re-encoded: comments and anything else a bundle
+    holds between them stay behind."""
+    certs = x509.load_pem_x509_certificates(pem)
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in certs)
+
+
 def card_renderer(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: BuildConfig
-                  ) -> Callable[[Path, str, pd.DataFrame, list[StagedImage]], None]:
+                  ) -> Callable[[Path, str, pd.DataFrame, list[StagedImage], StampInfo], None]:
     """What `publish_release` calls inside the staging folder, before it becomes visible."""
 
-    def render(staging: Path, version: str, manifest: pd.DataFrame, staged: list[StagedImage]) -> None:
+    def render(staging: Path, version: str, manifest: pd.DataFrame, staged: list[StagedImage],
+               stamp: StampInfo) -> None:
         reports = run_expectations(catalog, staged, config, docs_dir=staging / EXPECTATIONS_DIR,
                                    snapshot_id=snapshot.snapshot_id)
         failed = [r for r in reports if not r.success]
@@ -116,6 +148,7 @@ def card_renderer(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: 
             notices=[*config.notices, *notes],
             expiry_policy=config.expiry_policy,
             min_public_count=config.min_public_count,
+            provenance=provenance_info(catalog, config, stamp),
         )
         by_id = {s.image_id: s for s in staged}
         shown = [by_id[i] for i in choose_samples(by_id, seed=config.seed)]
