@@ -45,7 +45,7 @@ from pipelines.card import (
 from pipelines.steps.eligibility import EligibleSet, load_eligible
 from pipelines.steps.figures import compute_figures
 from pipelines.steps.images import load_gray
-from pipelines.steps.provenance import StampInfo, signing_credentials
+from pipelines.steps.provenance import StampInfo
 from pipelines.steps.public_manifest import StagedImage
 from pipelines.settings import BuildConfig
 from pipelines.steps.shard_training import current_models
@@ -72,23 +72,20 @@ def people_counts(catalog: Catalog, eligible: EligibleSet, config: BuildConfig) 
     )
 
 
-def provenance_info(catalog: Catalog, config: BuildConfig, stamp: StampInfo) -> ProvenanceInfo:
+def provenance_info(stamp: StampInfo) -> ProvenanceInfo:
     """The card's record of what publish stamped on every image, with the trust anchors a
-    reader verifies them against (public certificates: ``card/trust-anchors.pem``).
-
-    The anchors are read from the same credentials publish signed with; a signer that
-    changed in between (another certificate in the build file) is refused rather than
-    shipped with anchors that would not verify the images."""
-    credentials = signing_credentials(catalog.home, config.provenance)
-    if credentials.identity().sha256 != stamp.signer.sha256:
-        raise ReleaseError("the signing certificate changed while the release was stamped; "
-                           "build again")
+    reader verifies them against (public certificates: ``card/trust-anchors.pem``), taken
+    from the very credentials publish signed with."""
     p = stamp.provenance
+    note = stamp.watermark_note
+    if stamp.unmarked:
+        note += (f" {stamp.unmarked} image(s) carry no mark: marked, they crossed an audit "
+                 "threshold, so they were published as audited.")
     return ProvenanceInfo(
         release=p.release, generator=p.generator, ledger_head=p.ledger_head,
         training_mining=p.training_mining, signer=SignerInfo(**stamp.signer.model_dump()),
-        trust_anchors_pem=certificates_pem(credentials.trust_pem), watermark=stamp.watermark,
-        watermark_note=stamp.watermark_note)
+        trust_anchors_pem=certificates_pem(stamp.trust_pem), watermark=stamp.watermark,
+        watermark_note=note)
 
 
 def certificates_pem(pem: bytes) -> str:
@@ -148,7 +145,7 @@ def card_renderer(catalog: Catalog, ledger: Ledger, snapshot: Snapshot, config: 
             notices=[*config.notices, *notes],
             expiry_policy=config.expiry_policy,
             min_public_count=config.min_public_count,
-            provenance=provenance_info(catalog, config, stamp),
+            provenance=provenance_info(stamp),
         )
         by_id = {s.image_id: s for s in staged}
         shown = [by_id[i] for i in choose_samples(by_id, seed=config.seed)]

@@ -59,7 +59,7 @@ from pipelines.steps.public_manifest import (
     stage,
 )
 from pipelines.settings import BuildConfig
-from pipelines.steps.provenance import ReleaseStamp
+from pipelines.steps.provenance import ReleaseStamp, stamp_release
 
 LATEST = "LATEST"
 WITHDRAWN = "WITHDRAWN"
@@ -191,11 +191,8 @@ def publish_release(
 
 def _write_staging(catalog: Catalog, tmp: Path, version: str, staged: list[StagedImage],
                    config: BuildConfig, render_card: Any, stamp: ReleaseStamp) -> None:
+    staged = stamp_release(catalog, config, stamp, staged, tmp)  # watermark, XMP, C2PA; checked
     manifest = manifest_frame(staged, config)
-    for s in staged:
-        target = tmp / s.file_name(config)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write(catalog.home / s.candidate.image_path, target)  # watermark, XMP, C2PA; checked
     crashpoint("publish.files_copied")
     table = pa.Table.from_pandas(manifest[MANIFEST_COLUMNS], preserve_index=False)
     pq.write_table(table, tmp / "manifest.parquet")
