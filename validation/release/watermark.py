@@ -2,7 +2,7 @@
 
 Applied after the memorisation audit and before publishing, to images large enough to
 carry it (`can_carry`). bench/watermark.py measured every choice below on Br35H slices
-(figures: bench/results/watermark.jsonl, the line of commit f42b8dd).
+(figures: bench/results/watermark.jsonl, the line of commit ec9f839).
 
 - **Method**: invisible-watermark's dwtDctSvd (`EmbedDwtDctSvd`): each 2x2 block of the
   Haar LL band carries one bit in its largest singular value, quantised on a lattice of
@@ -54,7 +54,7 @@ WM_BITS = 32
 """Payload length in bits (imwatermark's wmLen): magic, release number, CRC-8."""
 
 MIN_WATERMARK_SIZE = 64
-"""Smallest image side that carries the tag reliably (bench/watermark.py, f42b8dd).
+"""Smallest image side that carries the tag reliably (bench/watermark.py, ec9f839).
 
 "Reliably" = on 100 Br35H stand-ins per mode ("L" and "RGB", 1 in 5 of the RGB ones a
 tinted file), at this side and every larger one: every tag reads back valid unattacked,
