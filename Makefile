@@ -32,6 +32,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/ledger.py
 	$(PY) bench/service.py
+	$(PY) bench/provenance.py
+	$(PY) bench/watermark.py --quick
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -24,6 +24,11 @@ alternated and the best of `REPEATS` (`DECLARED_REPEATS`) kept:
 - `read_provenance_{plain,declared}_us`: the function alone, mean microseconds a file, and
   `_share`: that over the whole per-file ingest cost (steadier than the ratios on a busy
   machine, where runs of the same ingest differ by 20 %).
+
+What our provenance adds to each published image (`bench/provenance.py`, which has the
+per-size table): `published_added_bytes_{16,32,64}px`, the stamped file (XMP + signed C2PA
+manifest, and the watermark from 64 px) over the plain PNG of the same pixels, mean bytes
+per image on demo slices, and `published_stamped_vs_plain_size_*` as a ratio.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from PIL import Image, PngImagePlugin
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._results import write_result
+from bench.provenance import measure
 from pipelines.demo.sources import br35h_root, demo_slices, write_demo_manifest
 from pipelines.steps.ingest import IngestConfig, ingest
 from tests.c2pa_certs import CAPTURE, created, make_credentials, sign_bytes, training_mining
@@ -150,6 +156,10 @@ def main() -> None:
         again = ingest(br35h_root(), manifest=manifest, home=tmp_path / "home")
         reingest_s = time.perf_counter() - t0
         provenance = provenance_figures(paths, manifest, tmp_path)
+        for size in (16, 32, 64):  # the test preset's, the demo's and the first marked size
+            row = measure(tmp_path, paths[:60], size, "L")
+            provenance[f"published_added_bytes_{size}px"] = row["added_bytes_per_image"]
+            provenance[f"published_stamped_vs_plain_size_{size}px"] = row["stamped_vs_plain_size"]
     figures = {
         "images": n,
         "accepted": first.accepted,
