@@ -5,8 +5,9 @@ Publish stamps each image (`pipelines.steps.provenance`): an XMP packet with
 with the deployment's certificate (or the home's local development signer) holding
 three assertions. `ProvenanceInfo` is the card's record of that, public facts only: the
 assertions' values (release, generator, consent ledger head, the training-mining
-answer), the signing certificate's subject, issuer, fingerprint and expiry, and the
-trust anchor(s) a reader verifies with.
+answer), the signing certificate's subject, issuer, fingerprint and expiry (until which
+the signatures verify: they carry no trusted timestamp), and the trust anchor(s) a
+reader verifies with.
 
 The anchors' PEM (CA certificates, never a key) is on the model so the release ships
 it as ``card/trust-anchors.pem`` and a withdrawal's redraw (from ``card.json``) keeps
@@ -159,7 +160,9 @@ def provenance_view(info: ProvenanceInfo | None) -> ProvenanceView:
         ("Signing certificate", signer.subject),
         ("Issued by", signer.issuer),
         ("Certificate SHA-256", signer.sha256),
-        ("Valid until", timestamp(signer.not_after)),
+        ("Valid until", f"{timestamp(signer.not_after)}: the images' signatures verify until "
+         "then, not after: they carry no trusted timestamp (nothing is fetched when signing), "
+         "so a reader checks the certificate against the current date"),
         ("Signer trusted by", "NOBODY: the local development signer (untrusted, for testing only)"
          if signer.development else "whoever trusts the anchors below"),
         ("Trust anchors", f"{TRUST_ANCHORS_FILE} in this release: {anchors}"),
@@ -170,7 +173,8 @@ def provenance_view(info: ProvenanceInfo | None) -> ProvenanceView:
                    f"c2patool {_IMAGE} trust --trust_anchors {TRUST_ANCHORS_FILE}", "shell"),
         VerifyStep("With c2pa-python:", PYTHON_SNIPPET, "python"),
         VerifyStep("With consentgen (the manifest, the XMP source type and the watermark; "
-                   "exit status 0 when they verify):",
+                   "exit status 0 when the manifest is trusted and ours, 4 once the signing "
+                   "certificate has expired):",
                    f"consentgen verify-image {_IMAGE} --trust {TRUST_ANCHORS_FILE}", "shell"),
     ]
     return ProvenanceView(rows=rows, warning=DEVELOPMENT_WARNING if signer.development else None,

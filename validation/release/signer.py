@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import os
 import secrets
+import shutil
+from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -29,6 +33,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import BaseModel, ConfigDict
 
 from consentgen.errors import ConfigError
+from consentgen.files import fsync_dir
 
 DEV_SIGNER_DIR = Path("keys") / "dev-signer"
 """Inside the data home: ``ca.pem`` (the trust anchor to verify with), ``chain.pem``
@@ -36,6 +41,26 @@ DEV_SIGNER_DIR = Path("keys") / "dev-signer"
 CA_FILE, CHAIN_FILE, KEY_FILE = "ca.pem", "chain.pem", "signer.key"
 DEV_ORGANISATION = "consentgen local development (untrusted)"
 _LEAF_DAYS, _CA_DAYS = 825, 3650
+
+
+RENEW_BEFORE = dt.timedelta(days=30)
+"""A development signer whose leaf expires sooner than this is renewed."""
+STALE_TEMP = dt.timedelta(minutes=10)
+"""A temp folder this old is a crashed process's leftover (making one takes ms)."""
+_TMP_PREFIX = ".tmp-dev-signer-"
+_ATTEMPTS = 4
+_log = logging.getLogger(__name__)
+
+
+class SignerChange(StrEnum):
+    """What `ensure_dev_signer` did; truthy when a signer was made now (new or renewed)."""
+
+    KEPT = "kept"
+    MADE = "made"
+    RENEWED = "renewed"
+
+    def __bool__(self) -> bool:
+        return self is not SignerChange.KEPT
 
 
 class SigningIdentity(BaseModel):
@@ -68,7 +93,7 @@ class SigningCredentials(BaseModel):
         return SigningIdentity(
             subject=leaf.subject.rfc4514_string(),
             issuer=leaf.issuer.rfc4514_string(),
-            sha256=hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest(),
+            sha256=_fingerprint(leaf),
             not_after=leaf.not_valid_after_utc,
             development=self.development,
         )
@@ -78,7 +103,13 @@ def load_credentials(chain: Path, key: Path, trust: Path | None, *,
                      development: bool = False) -> SigningCredentials:
     """The credentials in these PEM files, checked enough to fail in one line here
     rather than deep in the SDK: the chain parses, the key parses and matches the leaf,
-    and the leaf may sign (digitalSignature)."""
+    the leaf may sign (digitalSignature) and is valid now.
+
+    Valid *now*, because releases carry no trusted timestamp (no TSA: nothing is fetched
+    at run time), so readers check the certificate against their own clock: the SDK
+    refuses to sign outside the validity, and every signature stops verifying once the
+    leaf expires. A key file that group or others may read is signed with but warned
+    about (logging), once per load."""
     try:
         chain_pem, key_pem = chain.read_bytes(), key.read_bytes()
         trust_pem = trust.read_bytes() if trust is not None else b""
@@ -102,6 +133,8 @@ def load_credentials(chain: Path, key: Path, trust: Path | None, *,
     if usage is None or not usage.digital_signature:
         raise ConfigError(f"provenance: the certificate in {chain} may not sign "
                           "(KeyUsage digitalSignature is missing)")
+    _check_validity(certs[0], chain, development=development)
+    _warn_if_exposed(key)
     if trust is not None:
         try:
             x509.load_pem_x509_certificates(trust_pem)
@@ -112,27 +145,129 @@ def load_credentials(chain: Path, key: Path, trust: Path | None, *,
                               development=development)
 
 
-def ensure_dev_signer(home: Path) -> tuple[SigningCredentials, bool]:
-    """The home's development signer, made on first use; (credentials, made now).
+def _check_validity(leaf: x509.Certificate, chain: Path, *, development: bool) -> None:
+    now = dt.datetime.now(dt.UTC)
+    todo = ("consentgen init renews the development signer" if development else
+            "have your PKI issue a new signing certificate and point provenance.sign_cert "
+            "and provenance.sign_key at it")
+    if now > leaf.not_valid_after_utc:
+        raise ConfigError(f"provenance: the signing certificate in {chain} expired on "
+                          f"{_day(leaf.not_valid_after_utc)}: images signed with it would not "
+                          f"verify; {todo}")
+    if now < leaf.not_valid_before_utc:
+        raise ConfigError(f"provenance: the signing certificate in {chain} is not valid before "
+                          f"{_day(leaf.not_valid_before_utc)} (is this machine's clock right?); "
+                          f"{todo}")
+    if not development and leaf.not_valid_after_utc - now < RENEW_BEFORE:
+        _log.warning("provenance: the signing certificate in %s expires on %s: its images' "
+                     "signatures stop verifying then; %s", chain,
+                     _day(leaf.not_valid_after_utc), todo)
 
-    Made in a temporary folder and renamed into place, so two processes racing here
-    end up with the same signer and a crash leaves no half-made one."""
+
+def _warn_if_exposed(key: Path) -> None:
+    try:
+        mode = key.stat().st_mode & 0o777
+    except OSError:
+        return
+    if mode & 0o077:
+        _log.warning("provenance: the signing key %s is open to group or others (mode %04o); "
+                     "chmod 600 it", key, mode)
+
+
+def _day(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def ensure_dev_signer(home: Path) -> tuple[SigningCredentials, SignerChange]:
+    """The home's development signer, made on first use and renewed (a new CA and leaf)
+    when its leaf has expired or expires within `RENEW_BEFORE`; (credentials, change).
+
+    Every step is one rename, so processes racing here end up with one signer and a crash
+    leaves no half-made one: a new signer is written in a temp folder, synced, and renamed
+    into place (which fails when another process got there first: theirs is the one);
+    renewal first renames the old folder to ``dev-signer.until-DATE.FINGERPRINT``, a name
+    fixed by the old leaf, so only one process can move it and none can move aside a
+    signer another has just installed. The old folder is kept: releases signed with it ship
+    its CA as ``card/trust-anchors.pem`` and verify against it until its leaf expires."""
     folder = home / DEV_SIGNER_DIR
-    made = False
-    if not (folder / KEY_FILE).is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = folder.parent / f".tmp-dev-signer-{secrets.token_hex(4)}"
-        tmp.mkdir(mode=0o700)
-        _write_dev_signer(tmp, "consentgen")
+    change = SignerChange.KEPT
+    for _ in range(_ATTEMPTS):
+        leaf = _leaf_to_replace(folder)
+        if leaf is False:
+            break
         try:
-            os.rename(tmp, folder)
-            made = True
-        except OSError:  # another process made it first: theirs is the one
-            for name in (CA_FILE, CHAIN_FILE, KEY_FILE):
-                (tmp / name).unlink(missing_ok=True)
-            tmp.rmdir()
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            _sweep_stale(folder.parent)
+            if leaf is not None:
+                aside = folder.with_name(f"{folder.name}.until-{leaf.not_valid_after_utc:%Y-%m-%d}."
+                                         f"{_fingerprint(leaf)[:8]}")
+                try:
+                    os.rename(folder, aside)
+                except OSError:  # another process moved (and maybe renewed) it: look again
+                    continue
+                change = SignerChange.RENEWED
+                past = leaf.not_valid_after_utc < dt.datetime.now(dt.UTC)
+                _log.warning("provenance: renewed the development signer %s (its certificate "
+                             "%s on %s); the old one is kept in %s", folder,
+                             "expired" if past else "expires", _day(leaf.not_valid_after_utc), aside)
+            if _install(folder) and change is SignerChange.KEPT:
+                change = SignerChange.MADE
+            fsync_dir(folder.parent)
+        except OSError as exc:
+            raise ConfigError(f"provenance: cannot make the development signer in "
+                              f"{folder.parent}: {exc.strerror or exc}") from exc
     return load_credentials(folder / CHAIN_FILE, folder / KEY_FILE, folder / CA_FILE,
-                            development=True), made
+                            development=True), change
+
+
+def _leaf_to_replace(folder: Path) -> x509.Certificate | None | Literal[False]:
+    """None: no signer yet; a leaf: the signer to renew; False: keep what is there (a
+    fresh signer, or a broken one that `load_credentials` then names)."""
+    if not (folder / KEY_FILE).is_file():
+        return None
+    try:
+        leaf = x509.load_pem_x509_certificates((folder / CHAIN_FILE).read_bytes())[0]
+    except (OSError, ValueError):
+        return False
+    now = dt.datetime.now(dt.UTC)
+    if leaf.not_valid_before_utc <= now and now + RENEW_BEFORE < leaf.not_valid_after_utc:
+        return False
+    return leaf
+
+
+def _install(folder: Path) -> bool:
+    """A new signer renamed into `folder`; False when another process's is there first."""
+    tmp = folder.with_name(f"{_TMP_PREFIX}{secrets.token_hex(4)}")
+    tmp.mkdir(mode=0o700)
+    try:
+        _write_dev_signer(tmp, "consentgen")
+        fsync_dir(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        os.rename(tmp, folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return False
+    return True
+
+
+def _sweep_stale(keys: Path) -> None:
+    """Remove temp folders that crashed processes left (they may hold a private key);
+    younger ones may be another process's signer being written, and stay."""
+    cutoff = (dt.datetime.now(dt.UTC) - STALE_TEMP).timestamp()
+    for entry in keys.glob(f"{_TMP_PREFIX}*"):
+        try:
+            stale = entry.lstat().st_mtime < cutoff
+        except OSError:
+            continue
+        if stale and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _fingerprint(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
 _PEM = serialization.Encoding.PEM
@@ -156,12 +291,16 @@ def _write_dev_signer(folder: Path, label: str) -> None:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    (folder / CA_FILE).write_bytes(ca.public_bytes(_PEM))
-    (folder / CHAIN_FILE).write_bytes(leaf.public_bytes(_PEM) + ca.public_bytes(_PEM))
-    fd = os.open(folder / KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    _write_synced(folder / KEY_FILE, leaf_key.private_bytes(
+        _PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), 0o600)
+    _write_synced(folder / CA_FILE, ca.public_bytes(_PEM), 0o644)
+    _write_synced(folder / CHAIN_FILE, leaf.public_bytes(_PEM) + ca.public_bytes(_PEM), 0o644)
+
+
+def _write_synced(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(leaf_key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption()))
+        fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
 

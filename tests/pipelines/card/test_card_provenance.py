@@ -106,6 +106,19 @@ def test_the_card_says_what_each_image_carries_and_who_signed_it(tmp_path: Path)
         leaf_sha256(creds.chain_pem)
 
 
+def test_the_card_says_the_signatures_verify_until_the_certificate_expires(tmp_path: Path) -> None:
+    """Releases carry no trusted timestamp, so a reader checks the certificate against
+    today: the card says until when the signatures verify, and why not after."""
+    creds = make_credentials("hospital")
+    info = info_for(creds, development=False)
+    render_data_card(base_card(provenance=info), tmp_path, sample_images=[], sample_labels=[])
+    until = info.signer.not_after.isoformat(timespec="seconds")
+    for text in texts(tmp_path):
+        part = text[text.index("Provenance of every image"):]
+        assert (f"{until}: the images' signatures verify until then, not after: they carry "
+                "no trusted timestamp") in part
+
+
 def test_a_development_signer_is_said_loudly(tmp_path: Path) -> None:
     card = base_card(provenance=info_for(make_credentials("dev"), development=True))
     render_data_card(card, tmp_path, sample_images=[], sample_labels=[])

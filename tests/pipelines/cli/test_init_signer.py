@@ -1,15 +1,18 @@
 """`consentgen init` makes the home's local development signer, says it is untrusted, and
-keeps it; a build file naming the deployment's certificate gets none."""
+keeps it, renewing it (and saying so) when its certificate expires within 30 days; a
+build file naming the deployment's certificate gets none."""
 
 from __future__ import annotations
 
+import datetime as dt
 import stat
 from pathlib import Path
 
 from cryptography import x509
 
 from tests.c2pa_certs import make_credentials
-from tests.pipelines.cli.console import ok
+from tests.pipelines.cli.console import ok, run
+from tests.validation.release.test_signer import fingerprint, make_chain, write_signer
 from validation.release.signer import CA_FILE, CHAIN_FILE, DEV_SIGNER_DIR, KEY_FILE
 
 
@@ -50,3 +53,23 @@ def test_a_build_file_with_its_own_certificate_gets_no_development_signer(home: 
     assert str(home / "pki" / "chain.pem") in line and "provenance.sign_cert" in line
     assert "UNTRUSTED" not in line
     assert not (home / DEV_SIGNER_DIR).exists()
+
+
+def test_init_renews_a_development_signer_about_to_expire(home: Path) -> None:
+    ok(home, "init")
+    folder = home / DEV_SIGNER_DIR
+    now = dt.datetime.now(dt.UTC)
+    old = make_chain(now - dt.timedelta(days=800), now + dt.timedelta(days=12), "old")
+    write_signer(folder, old)
+    done = run(home, "init")
+    assert done.returncode == 0, done.stderr
+    line = signer_line(done.stdout)
+    assert "kept as it was" not in line and "UNTRUSTED" in line
+    aside = folder.with_name(f"dev-signer.until-{now + dt.timedelta(days=12):%Y-%m-%d}."
+                             f"{fingerprint(old[0])[:8]}")
+    warned = [x for x in done.stderr.splitlines() if "renewed the development signer" in x]
+    assert len(warned) == 1 and str(aside) in warned[0], done.stderr
+    assert (aside / CHAIN_FILE).read_bytes() == old[0]
+    leaf = x509.load_pem_x509_certificates((folder / CHAIN_FILE).read_bytes())[0]
+    assert leaf.not_valid_after_utc > now + dt.timedelta(days=800)
+    assert "(kept as it was)" in signer_line(ok(home, "init"))
