@@ -10,16 +10,25 @@ Trust anchors: ``--trust PEM``, else the home's (the build file's
 development CA ``keys/dev-signer/ca.pem`` when the home has one; this command never
 makes a signer), else none, and the report says a signer could then not be trusted.
 
-Exit status (`EXIT_*`): 0 the image verifies (a manifest Trusted by the anchors, or,
-without any manifest, the watermark reads back); 1 it does not (a manifest that fails
-validation, or nothing of ours at all); 3 the manifest is intact but its signer is not
-trusted by the anchors (or there are none); 2 the file could not be checked (not a
-regular file, not a PNG or JPEG, too large, a decompression bomb, a bad option), in one
-line.
+Exit status (`EXIT_*`), one verdict each: 0 verified (a manifest Trusted by the anchors
+holding our release provenance: the three assertions, no thumbnail, no ingredient); 1 not
+verified (the manifest fails validation: altered after signing, or damaged; or nothing of
+ours); 2 not checked (not a regular file, not a PNG or JPEG, too large, a bomb, a bad
+option, out of memory), in one line; 3 untrusted (intact, but the anchors do not trust
+its signer, or there are none); 4 expired (the signing certificate expired since: our
+releases carry no trusted timestamp, so the SDK checks it against today and the signature
+cannot be checked any more; nothing says the file was altered); 5 release tag only (no
+manifest, a tag in the pixels: public and unkeyed, anyone can embed one and an unmarked
+image reads as tagged ~2 in 65,536, so it never verifies); 6 not ours (Trusted, but not
+our release provenance: another claim under the same CA, a thumbnail, an ingredient).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import io
+import json
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +40,11 @@ from consentgen.errors import ConfigError, ConsentgenError, DecodeError
 from pipelines.cli.common import HomeOption, check_range, console, err_console
 
 EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_UNCHECKED, EXIT_UNTRUSTED = 0, 1, 2, 3
+EXIT_EXPIRED, EXIT_TAG_ONLY, EXIT_NOT_OURS = 4, 5, 6
+MAX_SIZE = 4096
+"""The largest ``--size``: reading at N px resizes to N x N (4096 px takes ~12 s)."""
+_EXPIRED, _UNTRUSTED = "signingCredential.expired", "signingCredential.untrusted"
+_RELEASE_KEYS = ("release", "generator", "consent_ledger_head")
 _CREATED_LABELS = ("c2pa.actions.v2", "c2pa.actions")
 _PNG, _JPEG = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"
 
@@ -52,6 +66,8 @@ class ManifestReport(BaseModel):
     codes: list[str] = []
     error: str | None = None
     signer: dict[str, str] = {}
+    certificate_not_after: dt.datetime | None = None
+    """When the signing certificate (the leaf) expires: the signature verifies until then."""
     claim_generator: list[str] = []
     assertions: list[str] = []
     digital_source_type: str | None = None
@@ -59,6 +75,8 @@ class ManifestReport(BaseModel):
     training_mining: dict[str, str] = {}
     release: dict[str, Any] | None = None
     """``org.consentgen.release``: release, generator, consent_ledger_head."""
+    not_ours: list[str] = []
+    """Why a Trusted manifest is not consentgen's release provenance ([] when it is)."""
 
 
 class XmpReport(BaseModel):
@@ -93,25 +111,42 @@ def verify_image(
     trust: Annotated[Path | None, typer.Option(
         "--trust", help="PEM trust anchor(s) (default: the home's).", show_default=False)] = None,
     size: Annotated[int | None, typer.Option(
-        "--size", help="Side in px the image was published at, to read the watermark of a "
-        "resized copy.", show_default=False)] = None,
+        "--size", help=f"Side in px the image was published at (1 to {MAX_SIZE}), to read the "
+        "watermark of a resized copy.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     home: HomeOption = None,
 ) -> None:
-    """Report an image's C2PA manifest, XMP source type and watermark. Exit 0 verified,
-    1 not verified, 3 intact but signer untrusted, 2 could not be checked."""
+    """Report an image's C2PA manifest, XMP source type and watermark. Exit 0 verified
+    (trusted and ours), 1 not verified (altered, or nothing of ours), 2 could not be
+    checked, 3 intact but signer untrusted, 4 signing certificate expired, 5 release tag
+    only (not authenticated), 6 trusted but not our provenance."""
     try:
-        check_range("--size", size, 1, 100_000)
+        check_range("--size", size, 1, max_size())
         report = inspect_image(file, trust=trust, size=size, home=home)
+        if as_json:
+            typer.echo(report.model_dump_json(indent=2))
+        else:
+            for line in report_lines(report):
+                console.print(escape(line), highlight=False, soft_wrap=True)
+        code = report.exit_code
     except ConsentgenError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_UNCHECKED) from None
-    if as_json:
-        typer.echo(report.model_dump_json(indent=2))
-    else:
-        for line in report_lines(report):
-            console.print(escape(line), highlight=False, soft_wrap=True)
-    raise typer.Exit(report.exit_code)
+        _refuse(str(exc))
+        code = EXIT_UNCHECKED
+    except MemoryError:
+        _refuse(f"{file}: out of memory while checking it")
+        code = EXIT_UNCHECKED
+    raise typer.Exit(code)
+
+
+def _refuse(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def max_size() -> int:
+    """The largest ``--size``: `MAX_SIZE`, and no more than the decoder's pixel limit."""
+    from validation.sources.decode import DecodeConfig
+
+    return min(MAX_SIZE, math.isqrt(DecodeConfig().max_pixels))
 
 
 def inspect_image(file: Path, *, trust: Path | None = None, size: int | None = None,
@@ -143,6 +178,10 @@ def inspect_image(file: Path, *, trust: Path | None = None, size: int | None = N
             raise _about(file, exc) from None
         image, undecoded = None, str(exc)
     manifest = manifest_report(store)
+    if manifest.present and manifest.state != "Unreadable":
+        manifest.certificate_not_after = certificate_not_after(data, mime, store.active)
+    if manifest.state == "Trusted" and pem is not None:
+        manifest.not_ours = not_ours(data, fmt, manifest, pem)
     mark = watermark_report(image, size, undecoded)
     code, verdict = judge(manifest, mark, source)
     return ImageReport(
@@ -162,6 +201,7 @@ def _about(file: Path, exc: DecodeError) -> DecodeError:
 def trust_anchors(trust: Path | None, home: Path | None) -> tuple[TrustSource, str | None]:
     """The anchors to verify with, and where they came from (see the module docstring)."""
     from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
 
     from consentgen.home import data_home, is_data_home
     from validation.release.signer import CA_FILE, DEV_SIGNER_DIR
@@ -182,7 +222,7 @@ def trust_anchors(trust: Path | None, home: Path | None) -> tuple[TrustSource, s
         chain = _pem_certificates(settings.sign_cert)
         last = x509.load_pem_x509_certificates(chain.encode())[-1]
         return (TrustSource(path=str(settings.sign_cert), origin="build file provenance.sign_cert"),
-                last.public_bytes(_pem_encoding()).decode("ascii"))
+                last.public_bytes(Encoding.PEM).decode("ascii"))
     ca = root / DEV_SIGNER_DIR / CA_FILE
     if ca.is_file():
         return (TrustSource(path=str(ca), origin="home development CA", development=True),
@@ -190,15 +230,10 @@ def trust_anchors(trust: Path | None, home: Path | None) -> tuple[TrustSource, s
     return TrustSource(), None
 
 
-def _pem_encoding() -> Any:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return Encoding.PEM
-
-
 def _pem_certificates(path: Path) -> str:
     """The certificates of a PEM file, re-encoded; one line when it holds none."""
     from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
 
     try:
         raw = path.read_bytes()
@@ -208,7 +243,7 @@ def _pem_certificates(path: Path) -> str:
         certs = x509.load_pem_x509_certificates(raw)
     except ValueError:
         raise ConfigError(f"trust anchors: {path} holds no PEM certificate") from None
-    return "".join(c.public_bytes(_pem_encoding()).decode("ascii") for c in certs)
+    return "".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in certs)
 
 
 def manifest_report(store: Any) -> ManifestReport:
@@ -236,6 +271,48 @@ def manifest_report(store: Any) -> ManifestReport:
         "release": release.data if release is not None and isinstance(release.data, dict) else None})
 
 
+def certificate_not_after(data: bytes, mime: str, label: str | None) -> dt.datetime | None:
+    """The signing certificate's expiry, from the SDK's crJSON report (its plain report
+    names the signer but not the validity); None when it says nothing."""
+    import c2pa
+
+    offline = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
+    settings = c2pa.Settings.from_dict(offline)
+    try:
+        with c2pa.Context(settings=settings) as context, \
+                c2pa.Reader(mime, io.BytesIO(data), context=context) as reader:
+            report = json.loads(reader.crjson())
+        manifest = next(m for m in report.get("manifests") or []
+                        if isinstance(m, dict) and m.get("label") == label)
+        value = manifest["signature"]["certificateInfo"]["validity"]["notAfter"]
+        return dt.datetime.fromisoformat(value).astimezone(dt.UTC)
+    except Exception:  # the SDK's errors, a report of another shape: no date to show
+        return None
+
+
+def not_ours(data: bytes, fmt: str, manifest: ManifestReport, pem: str) -> list[str]:
+    """Why a manifest the anchors trust is not consentgen's release provenance ([] when
+    it is), by the release gate's own check against the file's own release assertion."""
+    from validation.release import provenance as ours
+
+    if fmt != "PNG":
+        return ["a JPEG: consentgen publishes PNG images only"]
+    declared = manifest.release if isinstance(manifest.release, dict) else {}
+    lacks = [k for k in _RELEASE_KEYS if not isinstance(declared.get(k), str)]
+    problems = ([f"{ours.RELEASE_ASSERTION} lacks {', '.join(lacks)}"]
+                if manifest.release is not None and lacks else [])
+    uses = set(manifest.training_mining.values())
+    use = uses.pop() if len(uses) == 1 else "notAllowed"
+    provenance = ours.ReleaseProvenance(
+        release=str(declared.get("release", "")), generator=str(declared.get("generator", "")),
+        ledger_head=str(declared.get("consent_ledger_head", "")),
+        training_mining=use if use in ("notAllowed", "allowed", "constrained") else "notAllowed")
+    found = ours.manifest_problems(data, ours.ExpectedProvenance(provenance=provenance,
+                                                                 trust_pem=pem.encode()))
+    repeated = f"assertion {ours.RELEASE_ASSERTION} differs from this release's"
+    return problems + [p for p in found if not (problems and p == repeated)]
+
+
 def watermark_report(image: Any, size: int | None, undecoded: str | None) -> WatermarkReport:
     """The watermark read back, or why it was not looked for."""
     from validation.release.watermark import MIN_WATERMARK_SIZE, can_carry, read_watermark
@@ -255,9 +332,18 @@ def watermark_report(image: Any, size: int | None, undecoded: str | None) -> Wat
 
 def judge(manifest: ManifestReport, mark: WatermarkReport, trust: TrustSource) -> tuple[int, str]:
     """The exit status and the verdict's sentence (see the module docstring)."""
-    if manifest.state in ("Invalid", "Unreadable"):
+    if manifest.state == "Unreadable" or (
+            manifest.state == "Invalid" and set(manifest.codes) - {_UNTRUSTED} != {_EXPIRED}):
         return EXIT_NOT_VERIFIED, ("NOT VERIFIED: the C2PA manifest fails validation (the file "
                                    "was altered after signing, or the manifest is damaged)")
+    if manifest.state == "Invalid":
+        when = (f"{manifest.certificate_not_after:%Y-%m-%d %H:%M} UTC"
+                if manifest.certificate_not_after else "a date the manifest does not show")
+        return EXIT_EXPIRED, (f"EXPIRED: signed, but the signing certificate expired on {when}; "
+                              "without a trusted timestamp the signature cannot be checked any more")
+    if manifest.state == "Trusted" and manifest.not_ours:
+        return EXIT_NOT_OURS, ("NOT OURS: a trusted signer, but the manifest is not consentgen's "
+                               f"release provenance ({'; '.join(manifest.not_ours)})")
     if manifest.state == "Trusted":
         whose = (" (this home's development CA: trusted here only)" if trust.development else "")
         return EXIT_VERIFIED, f"verified: the C2PA manifest is intact and its signer is trusted{whose}"
@@ -265,8 +351,10 @@ def judge(manifest: ManifestReport, mark: WatermarkReport, trust: TrustSource) -
         why = "no trust anchors were given" if trust.path is None else "it does not chain to the trust anchors"
         return EXIT_UNTRUSTED, f"UNTRUSTED: the C2PA manifest is intact but its signer is not trusted ({why})"
     if mark.found:
-        return EXIT_VERIFIED, (f"verified by the watermark only (release {mark.release}): the "
-                               "metadata is gone, the pixels still carry the release tag")
+        return EXIT_TAG_ONLY, (f"RELEASE TAG FOUND: not authenticated (release {mark.release}): the "
+                               "metadata is gone and the pixels carry a consentgen release tag, but "
+                               "anyone can embed one (and an unmarked image reads as tagged about 2 "
+                               "times in 65,536), so it proves nothing")
     return EXIT_NOT_VERIFIED, "NOT VERIFIED: the file carries none of our provenance"
 
 
@@ -296,8 +384,10 @@ def _manifest_lines(m: ManifestReport) -> list[str]:
     state = {"Valid": "Valid but untrusted signer"}.get(m.state or "", m.state or "unknown")
     lines = [f"C2PA       {state}" + (f": {', '.join(m.codes)}" if m.codes else "")]
     if m.signer:
+        until = (f", certificate valid until {m.certificate_not_after:%Y-%m-%d %H:%M} UTC"
+                 if m.certificate_not_after else "")
         lines.append(f"  signer   {m.signer.get('common_name', '?')}, issuer "
-                     f"{m.signer.get('issuer', '?')}")
+                     f"{m.signer.get('issuer', '?')}{until}")
     lines.append(f"  created  digitalSourceType {m.digital_source_type or 'none'}")
     mining = ", ".join(f"{k} {v}" for k, v in sorted(m.training_mining.items()))
     lines.append(f"  training {mining or 'no training-mining assertion'}")
