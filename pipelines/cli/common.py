@@ -19,6 +19,7 @@ from consentgen.home import HOME_ENV, data_home, existing_home
 if TYPE_CHECKING:  # the settings import pydantic models the CLI's startup need not load
     from consent import Ledger
     from pipelines.settings import BuildConfig
+    from validation.release.signer import SignerChange
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -59,7 +60,7 @@ class NewHome:
     """The URL of the consent service that holds the ledger, when one runs for the home."""
     signer: Path | None = None
     """The home's development signer folder; None when the build file names a sign_cert."""
-    signer_made: bool = False
+    signer_made: SignerChange | bool = False
     sign_cert: Path | None = None
     """The build file's provenance.sign_cert, when it names one."""
 
@@ -89,7 +90,7 @@ def create_home(home: Path | None, config: BuildConfig | None = None) -> NewHome
                    served_by, signer, made, sign_cert)
 
 
-def _signer(root: Path) -> tuple[Path | None, bool, Path | None]:
+def _signer(root: Path) -> tuple[Path | None, SignerChange | bool, Path | None]:
     """The home's local development signer, made once, unless the build file names the
     deployment's own certificate: (its folder, made now, the build file's sign_cert).
 

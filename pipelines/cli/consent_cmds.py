@@ -67,7 +67,7 @@ def init(home: HomeOption = None) -> None:
     if made.sign_cert is not None:
         console.print(f"signer     {made.sign_cert} (the build file's provenance.sign_cert)")
     elif made.signer is not None:
-        console.print(f"signer     {made.signer} ({'made' if made.signer_made else 'kept as it was'}): "
+        console.print(f"signer     {made.signer} ({made.signer_made or 'kept as it was'}): "
                       "an UNTRUSTED local development CA and signer, for testing only; set "
                       "provenance.sign_cert and provenance.sign_key in the build file to sign "
                       "releases others should trust")

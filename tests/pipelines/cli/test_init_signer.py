@@ -64,7 +64,7 @@ def test_init_renews_a_development_signer_about_to_expire(home: Path) -> None:
     done = run(home, "init")
     assert done.returncode == 0, done.stderr
     line = signer_line(done.stdout)
-    assert "kept as it was" not in line and "UNTRUSTED" in line
+    assert "(renewed)" in line and "UNTRUSTED" in line
     aside = folder.with_name(f"dev-signer.until-{now + dt.timedelta(days=12):%Y-%m-%d}."
                              f"{fingerprint(old[0])[:8]}")
     warned = [x for x in done.stderr.splitlines() if "renewed the development signer" in x]
