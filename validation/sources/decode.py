@@ -75,13 +75,16 @@ def read_limited(path: str | os.PathLike[str], config: DecodeConfig) -> bytes:
                 f"{info.st_size} bytes is over the limit of {config.max_file_bytes}",
             )
         with open(path, "rb") as fh:
-            data = fh.read(config.max_file_bytes + 1)
+            # what stat said, plus one byte to notice growth: read(limit) would reserve the
+            # whole limit (512 MiB by default) for every small file
+            data = fh.read(info.st_size + 1)
     except OSError as exc:
         raise DecodeError(Reason.UNREADABLE, f"cannot read {path}: {exc}") from exc
     if not data:
         raise DecodeError(Reason.EMPTY_FILE, "file has zero bytes")
-    if len(data) > config.max_file_bytes:  # grew while we read it
-        raise DecodeError(Reason.FILE_TOO_LARGE, f"over the limit of {config.max_file_bytes}")
+    if len(data) > info.st_size:  # grew while we read it: a file still being written
+        raise DecodeError(Reason.UNREADABLE,
+                          f"{path} grew while it was read (still being written?); ingest it again")
     return data
 
 

@@ -224,3 +224,34 @@ def test_importing_the_decoder_leaves_pydicom_unloaded() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert done.stdout.strip() == "False"
+
+
+def test_a_file_that_grows_while_read_is_refused_and_small_reads_reserve_little(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """read_limited reads what stat said plus one byte: a file still being written (it
+    holds more than stat saw) is refused, and a small file is read without reserving the
+    whole 512 MiB limit (a process under a 64 MiB address-space limit still reads it)."""
+    path = tmp_path / "growing.png"
+    path.write_bytes(f.encode(f.pattern(), "PNG"))
+    real_stat = os.stat
+
+    def stat_before_growth(p, *args, **kwargs):  # type: ignore[no-untyped-def]
+        info = real_stat(p, *args, **kwargs)
+        if Path(p) != path:
+            return info
+        return os.stat_result((info.st_mode, info.st_ino, info.st_dev, info.st_nlink,
+                               info.st_uid, info.st_gid, info.st_size - 10, info.st_atime,
+                               info.st_mtime, info.st_ctime))
+
+    monkeypatch.setattr(os, "stat", stat_before_growth)
+    with pytest.raises(DecodeError, match="grew while it was read") as caught:
+        decode_file(path)
+    assert caught.value.reason == Reason.UNREADABLE
+    monkeypatch.undo()
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 31, 1 << 31)); "
+            "from validation.sources.decode import DecodeConfig, read_limited; "
+            "print(len(read_limited(sys.argv[1], DecodeConfig(max_file_bytes=4 << 30))))")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[3])
+    assert done.returncode == 0, done.stderr[-500:]
+    assert int(done.stdout) == path.stat().st_size
