@@ -149,3 +149,111 @@ def dicom_burned_in(value: str | None, *, patient_id: str = "PAT-0001") -> bytes
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+# Hostile and hidden shapes (issue 14 review): nesting, many packets, XMP where no reader
+# looked, C2PA stores moved, doubled or damaged.
+
+RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+
+
+def bare_packet(inner: str) -> bytes:
+    """An xmpmeta packet around `inner` (placed in an rdf:Description with plus:)."""
+    return (f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="{RDF}">'
+            f'<rdf:Description xmlns:plus="{PLUS}" xmlns:Iptc4xmpExt="{IPTC_EXT}">{inner}'
+            "</rdf:Description></rdf:RDF></x:xmpmeta>").encode()
+
+
+def nested_data_mining(depth: int, innermost: str = "x") -> bytes:
+    """`depth` plus:DataMining elements inside each other (the reviewer's quadratic one)."""
+    return bare_packet("<plus:DataMining>" * depth + innermost + "</plus:DataMining>" * depth)
+
+
+def text_chunk(keyword: bytes, text: bytes, *, ctype: bytes = b"iTXt",
+               compressed: bool = False) -> bytes:
+    """The body of a PNG tEXt, zTXt or iTXt chunk holding `text` under `keyword`."""
+    if ctype == b"tEXt":
+        return keyword + b"\x00" + text
+    if ctype == b"zTXt":
+        return keyword + b"\x00\x00" + zlib.compress(text)
+    flag = b"\x01\x00" if compressed else b"\x00\x00"
+    return keyword + b"\x00" + flag + b"\x00\x00" + (zlib.compress(text) if compressed else text)
+
+
+def raw_profile(payload: bytes, name: str = "xmp") -> bytes:
+    """ImageMagick's and exiftool's ``Raw profile type NAME`` text: the name, the length,
+    then hex in lines of 72 characters."""
+    hexed = payload.hex()
+    lines = "\n".join(hexed[i : i + 72] for i in range(0, len(hexed), 72))
+    return f"\n{name}\n{len(payload):8d}\n{lines}\n".encode()
+
+
+def png_after_end(data: bytes, *chunks: bytes) -> bytes:
+    """`data` (a PNG) with whole chunks appended after IEND."""
+    return data + b"".join(chunks)
+
+
+def png_chunk_list(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, whole chunk) of a PNG, in order."""
+    pos, out = 8, []
+    while pos + 8 <= len(data):
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+        out.append((ctype, data[pos : pos + 12 + length]))
+        pos += 12 + length
+    return out
+
+
+def png_from_chunks(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    return b"\x89PNG\r\n\x1a\n" + b"".join(c for _, c in chunks)
+
+
+def png_store_chunk(signed: bytes) -> bytes:
+    """The caBX chunk (whole) of a signed PNG."""
+    return next(c for t, c in png_chunk_list(signed) if t == b"caBX")
+
+
+def png_without_store(signed: bytes) -> list[tuple[bytes, bytes]]:
+    return [(t, c) for t, c in png_chunk_list(signed) if t != b"caBX"]
+
+
+def jpeg_head_segments(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    """(marker, whole segment) before the first scan, and where the scan starts."""
+    pos, out = 2, []
+    while data[pos + 1] != 0xDA:
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        out.append((data[pos + 1], data[pos : pos + 2 + length]))
+        pos += 2 + length
+    return out, pos
+
+
+def jpeg_store(signed: bytes) -> bytes:
+    """The APP11 segments (the C2PA store) of a signed JPEG, joined."""
+    return b"".join(s for m, s in jpeg_head_segments(signed)[0] if m == 0xEB)
+
+
+def jpeg_without_store(signed: bytes) -> tuple[bytes, bytes]:
+    """(SOI and every segment but APP11, the scan to EOI) of a signed JPEG."""
+    segments, scan = jpeg_head_segments(signed)
+    return signed[:2] + b"".join(s for m, s in segments if m != 0xEB), signed[scan:]
+
+
+def fix_png_crcs(data: bytes) -> bytes:
+    """`data` with every chunk's CRC recomputed (after bytes were changed in place)."""
+    out = bytearray(data)
+    pos = 8
+    while pos + 8 <= len(out):
+        (length,) = struct.unpack(">I", out[pos : pos + 4])
+        end = pos + 8 + length
+        if end + 4 > len(out):
+            break
+        out[end : end + 4] = struct.pack(">I", zlib.crc32(bytes(out[pos + 4 : end])))
+        pos = end + 4
+    return bytes(out)
+
+
+def damage_assertion(signed: bytes, label: bytes) -> bytes:
+    """`signed` with the first CBOR byte of assertion `label` made a reserved one (0xFC):
+    the SDK reads the store but not that assertion (``assertion.cbor.invalid``)."""
+    at = signed.index(b"cbor", signed.index(label + b"\x00")) + 4
+    out = signed[:at] + b"\xfc" + signed[at + 1 :]
+    return fix_png_crcs(out) if out.startswith(b"\x89PNG") else out

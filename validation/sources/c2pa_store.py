@@ -9,26 +9,40 @@ and leaves the judging to its callers.
 
 Nothing here touches the network: remote manifests and OCSP are not fetched, and trust
 is judged only against the PEM anchors a caller passes (a deployment's own CA).
-A file without any JUMBF box is answered without calling the SDK at all, so plain
-files cost one byte search.
+A file without a JUMBF description box (``jumd`` then ``c2pa``, the start of the
+store's type UUID, or the tail every JUMBF type UUID shares) is answered without calling
+the SDK at all, so plain files cost two byte searches. Where such a box is but the SDK finds no store (a ``caBX``
+after IEND or under another chunk name, APP11 after EOI), or where there are several,
+the SDK has not judged what the file holds, and ingest says so (`store_boxes`,
+`store_spans`).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from functools import lru_cache
 from typing import Any
 
 import c2pa
 from pydantic import BaseModel, ConfigDict
 
+from validation.sources.containers import JPEG_SOI, PNG_SIGNATURE, jpeg_segments, png_chunks
 from validation.sources.pixels import short_error
 
 MIME_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg"}
 """The containers ingest decodes that can carry a C2PA store (DICOM cannot)."""
 
 UNTRUSTED = "signingCredential.untrusted"
+STORE_BOX = b"jumdc2pa"
+"""A JUMBF description box whose type UUID starts ``c2pa``: the manifest store's."""
+JUMBF_UUID_TAIL = b"\x00\x11\x00\x10\x80\x00\x00\xaa\x00\x38\x9b\x71"
+"""The last 12 bytes of every JUMBF content type UUID (the store's, each manifest's,
+assertion store's, claim's, signature's, each CBOR or JSON box's): a store has one per
+box, so a store whose own box type was damaged is still seen."""
+_DAMAGED = re.compile(r"(\.cbor\.invalid|\.json\.invalid|\.missing|\.malformed|\.inaccessible"
+                      r"|\.undeclared)$|^general\.error$")
 _OFFLINE = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
 
 
@@ -83,10 +97,36 @@ class C2paStore(BaseModel):
         """The codes that mean the content or the claim does not hold (not trust)."""
         return tuple(c for c in self.codes if c != UNTRUSTED)
 
+    @property
+    def damaged(self) -> tuple[str, ...]:
+        """The failure codes that mean part of the store could not be read at all (an
+        assertion whose CBOR does not parse, a missing or malformed box): what the
+        manifests hold is then not all the store says."""
+        return tuple(c for c in self.failures if _DAMAGED.search(c))
+
 
 def has_jumbf(data: bytes) -> bool:
-    """Whether the bytes may hold a C2PA store (a JUMBF superbox labelled c2pa)."""
-    return b"jumb" in data and b"c2pa" in data
+    """Whether the bytes may hold a C2PA store: a JUMBF description box of the store's
+    type, or of any JUMBF type, wherever it sits (the SDK is asked; where it finds no
+    store, the caller must not take the file for plain)."""
+    return STORE_BOX in data or JUMBF_UUID_TAIL in data
+
+
+def store_boxes(data: bytes) -> int:
+    """How many C2PA stores the bytes hold (ingredients live inside the one store, so a
+    file the SDK signed has one; the SDK reads only one of several)."""
+    return data.count(STORE_BOX)
+
+
+def store_spans(data: bytes) -> list[tuple[int, int]]:
+    """The byte ranges where the SDK reads a store: a PNG's ``caBX`` chunks before IEND, a
+    JPEG's APP11 JUMBF segments before the scan."""
+    if data.startswith(PNG_SIGNATURE):
+        return [c.span for c in png_chunks(data) if c.kind == b"caBX" and not c.after_end]
+    if data.startswith(JPEG_SOI):
+        return [s.span for s in jpeg_segments(data)
+                if s.kind == b"\xeb" and data.startswith(b"JP", s.start)]
+    return []
 
 
 def read_c2pa(data: bytes, mime: str, *, trust_anchors: str | None = None) -> C2paStore | None:

@@ -4,74 +4,97 @@ Consent is not only in the ledger (DESIGN.md invariant 1): an image can say "do 
 on me", and an AI-generated image can say what it is. Ingest re-encodes every source, so
 these declarations are read here, from the bytes as they arrived, or never:
 
-- C2PA (JPEG, PNG; `validation.sources.c2pa_store`): a `c2pa.training-mining` or its
-  successor `cawg.training-mining` assertion in ANY manifest of the store (an ingredient's
-  too, not only the active one) whose AI training, generative AI training or data mining
-  entry has use ``notAllowed`` -> `TRAINING_OPT_OUT`. It counts even when the manifest fails
-  validation (fail closed; the failure is named in the detail). ``ai_inference`` is not
-  training (a note); ``constrained`` and ``allowed`` are notes: an allowed never overrides
-  the ledger, which alone grants.
-- XMP (`validation.sources.xmp`): ``plus:DataMining`` whose value's last path segment holds
-  ``PROHIBITED`` (e.g. ``DMI-PROHIBITED-AIMLTRAINING``) -> `TRAINING_OPT_OUT`.
+- C2PA (JPEG, PNG; `validation.sources.c2pa_store`): a training-mining assertion
+  (``c2pa.training-mining``, its successor ``cawg.training-mining``, any label naming
+  training-mining) in ANY manifest of the store (an ingredient's too, not only the active
+  one) with use ``notAllowed`` under any key but ``*.ai_inference`` -> `TRAINING_OPT_OUT`.
+  It counts even when the manifest fails validation (fail closed; the failure is named
+  in the detail). ``ai_inference`` is not training (a note); ``constrained`` and
+  ``allowed`` are notes: an allowed never overrides the ledger, which alone grants. A use
+  that is none of the three is unreadable.
+- IPTC metadata in a C2PA manifest (``stds.iptc``, ``stds.iptc.photo-metadata``,
+  ``cawg.metadata``, ``c2pa.metadata``, with ``.vN`` / ``__N``): its Data Mining and
+  digitalSourceType keys (any prefix, or full URIs) are judged as in XMP.
+- XMP (`validation.sources.xmp`): ``plus:DataMining`` whose value holds ``PROHIBITED``
+  (e.g. ``DMI-PROHIBITED-AIMLTRAINING``) -> `TRAINING_OPT_OUT`.
 - A digitalSourceType (every action and template of every ``c2pa.actions`` /
-  ``c2pa.actions.v2`` assertion, and XMP ``Iptc4xmpExt:DigitalSourceType``) of
+  ``c2pa.actions.v2`` assertion, IPTC metadata, XMP ``Iptc4xmpExt:DigitalSourceType``) of
   trainedAlgorithmicMedia, compositeWithTrainedAlgorithmicMedia or algorithmicMedia, by
   full IPTC URI or bare code -> `SYNTHETIC_INPUT`: training on another generator's output
   launders whatever it was trained on and degrades the model.
 - DICOM BurnedInAnnotation (0028,0301) = YES -> `BURNED_IN_ANNOTATION`: text in the pixels
   (names, ids, dates) that no metadata stripping removes. `ProvenanceConfig` may accept it
   instead, with a note on the record.
-- A provenance block that cannot be read at all (a C2PA store the SDK cannot parse, an
-  XMP packet defusedxml refuses: a DTD, an entity declaration, broken XML, an incomplete
-  extended XMP, an oversize packet; a training-mining assertion of unknown shape) ->
+- A provenance block that cannot be read, or bytes that say more than what was read ->
   `PROVENANCE_UNREADABLE`: we cannot see whether it says no, so we do not train on it.
-  A file whose XMP points at a remote C2PA manifest (``dcterms:provenance``) and embeds
-  none is unreadable too: ingest never fetches (no network at run time), and the
-  manifest it points at may hold an opt-out.
+  That is: a C2PA store the SDK cannot parse, reads with no manifest or with parts it
+  could not read (``*.cbor.invalid``, ``*.missing``, ``*.malformed``), several stores,
+  C2PA store bytes the SDK did not read as a store (a ``caBX`` after IEND or under
+  another name, APP11 after EOI); an XMP packet defusedxml refuses (a DTD, an entity
+  declaration, broken XML, an incomplete extended XMP, an oversize, too deep or too
+  large packet, too many); a training-mining assertion of unknown shape; a remote
+  manifest (``dcterms:provenance`` in XMP, none embedded: ingest never fetches); and the
+  backstop: a declaration word (``training-mining``, ``DMI-PROHIBITED``, a synthetic
+  source-type code; `validation.sources.declarations.markers`) in the file's bytes or
+  its inflated text that nothing judged accounts for.
 
 When several apply, the verdict's reason is the first in `PRECEDENCE` (opt-out, synthetic,
 burned-in, unreadable: what the rights holder said outranks what we infer); the detail
 names it first and the others after. `read_provenance` never raises: a failure of its
-own is `PROVENANCE_UNREADABLE` too. Plain files cost two byte searches (no SDK call).
+own is `PROVENANCE_UNREADABLE` too. A plain file costs two byte searches for a store, the
+XMP reader's few searches and the backstop's (one ``lower()``, six substring searches),
+and no SDK call.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from validation.sources.c2pa_store import C2paStore, read_c2pa
+from validation.sources.c2pa_judge import judge_c2pa
+from validation.sources.c2pa_store import has_jumbf, read_c2pa, store_spans
+from validation.sources.declarations import (
+    MAX_MARKERS,
+    SYNTHETIC_SOURCE_TYPES,
+    Marker,
+    Spans,
+    is_synthetic,
+    leftover,
+    markers,
+    prohibits_mining,
+    source_type_code,
+)
 from validation.sources.pixels import short_error
+from validation.sources.verdict import (
+    BURNED_IN_ANNOTATION,
+    ERROR_CLASSES,
+    PRECEDENCE,
+    PROVENANCE_UNREADABLE,
+    SYNTHETIC_INPUT,
+    TRAINING_OPT_OUT,
+    Judgement,
+    ProvenanceFinding,
+    ProvenanceVerdict,
+    shown,
+)
 from validation.sources.xmp import XmpReading, read_xmp
 
-TRAINING_OPT_OUT = "training_opt_out"
-SYNTHETIC_INPUT = "synthetic_input"
-BURNED_IN_ANNOTATION = "burned_in_annotation"
-PROVENANCE_UNREADABLE = "provenance_unreadable"
-PRECEDENCE = (TRAINING_OPT_OUT, SYNTHETIC_INPUT, BURNED_IN_ANNOTATION, PROVENANCE_UNREADABLE)
-"""Quarantine reasons, strongest first (never rename: catalog rows keep them)."""
-ERROR_CLASSES = {
-    TRAINING_OPT_OUT: "ProvenanceOptOut",
-    SYNTHETIC_INPUT: "SyntheticInput",
-    BURNED_IN_ANNOTATION: "BurnedInAnnotation",
-    PROVENANCE_UNREADABLE: "ProvenanceUnreadable",
-}
+__all__ = ["BURNED_IN_ANNOTATION", "BURNED_IN_TAG", "ERROR_CLASSES", "PRECEDENCE",
+           "PROVENANCE_UNREADABLE", "SYNTHETIC_INPUT", "SYNTHETIC_SOURCE_TYPES",
+           "TRAINING_KEYS", "TRAINING_OPT_OUT", "ProvenanceConfig", "ProvenanceFinding",
+           "ProvenanceVerdict", "read_provenance", "source_type_code"]
 
 TRAINING_KEYS = frozenset({"ai_training", "ai_generative_training", "data_mining"})
-"""Training-mining entries that mean training (``ai_inference`` does not)."""
-SYNTHETIC_SOURCE_TYPES = frozenset(
-    {"trainedalgorithmicmedia", "compositewithtrainedalgorithmicmedia", "algorithmicmedia"})
-"""IPTC digital source type codes (lower case) of generated media."""
+"""The training-mining entries the standards name for training; a notAllowed under any
+other key but ``ai_inference`` (a misspelt or future one) counts as an opt-out too."""
 BURNED_IN_TAG = "BurnedInAnnotation"
 """The DICOM attribute ingest asks the decoder for."""
+MAX_STRAYS = 3
+"""Backstop findings per file: one per kind of word, the first few."""
 
-_TRAINING_MINING = re.compile(r"^(c2pa|cawg)\.training-mining(\.v\d+)?(__\d+)?$")
-_ACTIONS = re.compile(r"^c2pa\.actions(\.v\d+)?(__\d+)?$")
 _MIME_BY_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8", "image/jpeg"))
-_MAX_DETAIL = 600
 
 
 class ProvenanceConfig(BaseModel):
@@ -83,49 +106,6 @@ class ProvenanceConfig(BaseModel):
     burned_in_annotation: Literal["quarantine", "accept"] = "quarantine"
     """DICOM BurnedInAnnotation = YES: quarantine (default) or accept with a note, for a
     deployment that knows its burned-in text identifies no one (e.g. laterality marks)."""
-
-
-class ProvenanceFinding(BaseModel):
-    """One reason not to train on a file, and where in the file it was said."""
-
-    model_config = ConfigDict(frozen=True)
-
-    reason: str
-    detail: str
-
-
-class ProvenanceVerdict(BaseModel):
-    """Everything a file declares that ingest acts on: reasons to quarantine, and notes for
-    the record when it is accepted."""
-
-    model_config = ConfigDict(frozen=True)
-
-    findings: tuple[ProvenanceFinding, ...] = ()
-    notes: tuple[str, ...] = ()
-
-    @property
-    def reason(self) -> str | None:
-        """The strongest finding's reason (see `PRECEDENCE`), None when there is none."""
-        return self._ordered()[0].reason if self.findings else None
-
-    @property
-    def error_class(self) -> str | None:
-        return ERROR_CLASSES.get(self.reason or "")
-
-    @property
-    def detail(self) -> str:
-        """The strongest reason's findings, then the others' ("also ..."), one line."""
-        ordered = self._ordered()
-        if not ordered:
-            return ""
-        first = [f.detail for f in ordered if f.reason == ordered[0].reason]
-        rest = [f"{f.reason}: {f.detail}" for f in ordered if f.reason != ordered[0].reason]
-        text = "; ".join(first) + (f"; also {'; '.join(rest)}" if rest else "")
-        return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
-
-    def _ordered(self) -> list[ProvenanceFinding]:
-        rank = {r: i for i, r in enumerate(PRECEDENCE)}
-        return sorted(self.findings, key=lambda f: rank.get(f.reason, len(rank)))
 
 
 def read_provenance(
@@ -141,31 +121,23 @@ def read_provenance(
     when present). Never raises.
     """
     config = config or ProvenanceConfig()
-    findings: list[ProvenanceFinding] = []
-    notes: list[str] = []
+    out = Judgement()
     try:
         mime = _mime(data, fmt)
-        store = read_c2pa(data, mime) if mime is not None else None
-        _judge_c2pa(store, findings, notes)
+        jumbf = mime is not None and has_jumbf(data)
+        store = read_c2pa(data, mime) if mime is not None and jumbf else None
+        accounted = judge_c2pa(data, store, out, jumbf=jumbf) if mime is not None else None
         xmp = read_xmp(data)
-        _judge_xmp(xmp, findings, notes)
+        _judge_xmp(xmp, out)
         if xmp.remote_manifests and store is None:
-            findings.append(ProvenanceFinding(
-                reason=PROVENANCE_UNREADABLE,
-                detail=f"a remote C2PA manifest ({_shown(xmp.remote_manifests[0])}) is not "
-                       "fetched at ingest and none is embedded"))
-        _judge_dicom(dicom_tags or {}, config, findings, notes)
+            out.unreadable(f"a remote C2PA manifest ({shown(xmp.remote_manifests[0])}) is not "
+                           "fetched at ingest and none is embedded")
+        _judge_dicom(dicom_tags or {}, config, out)
+        _backstop(data, xmp, store_spans(data) if accounted is not None else [],
+                  accounted or set(), out)
     except Exception as exc:  # a bug of ours must not let a file through unread
-        findings.append(ProvenanceFinding(
-            reason=PROVENANCE_UNREADABLE,
-            detail=f"provenance read failed: {type(exc).__name__}: {short_error(exc)}"))
-    return ProvenanceVerdict(findings=tuple(dict.fromkeys(findings)),
-                             notes=tuple(dict.fromkeys(notes)))
-
-
-def source_type_code(value: str) -> str:
-    """The bare code of a digitalSourceType (the last segment of an IPTC URI, or as is)."""
-    return re.split(r"[/#]", value.strip().rstrip("/#"))[-1]
+        out.unreadable(f"provenance read failed: {type(exc).__name__}: {short_error(exc)}")
+    return out.verdict()
 
 
 def _mime(data: bytes, fmt: str) -> str | None:
@@ -176,110 +148,67 @@ def _mime(data: bytes, fmt: str) -> str | None:
     return next((mime for magic, mime in _MIME_BY_MAGIC if data.startswith(magic)), None)
 
 
-def _judge_c2pa(store: C2paStore | None, findings: list[ProvenanceFinding],
-                notes: list[str]) -> None:
-    if store is None:
-        return
-    if store.error is not None:
-        findings.append(ProvenanceFinding(reason=PROVENANCE_UNREADABLE,
-                                          detail=f"C2PA store unreadable: {store.error}"))
-        return
-    failed = store.failures
-    suffix = f" (manifest failed validation: {', '.join(failed)})" if failed else ""
-    opted_out = False
-    for manifest in store.manifests:
-        for assertion in manifest.assertions:
-            label = _shown(assertion.label)
-            if _TRAINING_MINING.match(assertion.label):
-                opted_out |= _training_mining(label, assertion.data, suffix, findings, notes)
-            elif _ACTIONS.match(assertion.label):
-                _actions(label, assertion.data, suffix, findings)
-    notes.append(f"C2PA: {len(store.manifests)} manifest(s), {store.state or 'no state'}")
-    if failed and not opted_out:
-        notes.append(f"C2PA manifest failed validation: {', '.join(failed)}")
-
-
-def _training_mining(label: str, data: Any, suffix: str, findings: list[ProvenanceFinding],
-                     notes: list[str]) -> bool:
-    """Judge one training-mining assertion; True when it opts out of training."""
-    entries = data.get("entries") if isinstance(data, dict) else None
-    if not isinstance(entries, dict):
-        findings.append(ProvenanceFinding(
-            reason=PROVENANCE_UNREADABLE, detail=f"{label}: no readable entries{suffix}"))
-        return False
-    opted_out = False
-    for key, entry in entries.items():
-        use = entry.get("use") if isinstance(entry, dict) else None
-        if not isinstance(use, str):
-            findings.append(ProvenanceFinding(
-                reason=PROVENANCE_UNREADABLE, detail=f"{label}: {_shown(key)} has no use{suffix}"))
-            continue
-        said = f"{label}: {_shown(key)} {_shown(use)}"
-        normal = re.sub(r"[^a-z]", "", use.lower())
-        training = str(key).rsplit(".", 1)[-1].lower() in TRAINING_KEYS
-        if training and normal == "notallowed":
-            findings.append(ProvenanceFinding(reason=TRAINING_OPT_OUT, detail=said + suffix))
-            opted_out = True
-        elif normal == "notallowed":
-            notes.append(f"{said} (not training)")
-        elif normal == "constrained":
-            info = entry.get("constraint_info") if isinstance(entry, dict) else None
-            notes.append(f"{said}{f' ({_shown(str(info))})' if info else ''}")
-        else:
-            notes.append(f"{said} (the ledger still decides)")
-    return opted_out
-
-
-def _actions(label: str, data: Any, suffix: str, findings: list[ProvenanceFinding]) -> None:
-    if not isinstance(data, dict):
-        return
-    for field in ("actions", "templates"):
-        for action in data.get(field) or []:
-            if not isinstance(action, dict):
-                continue
-            source = action.get("digitalSourceType")
-            if isinstance(source, str) and source_type_code(source).lower() in SYNTHETIC_SOURCE_TYPES:
-                what = _shown(str(action.get("action", "action")))
-                findings.append(ProvenanceFinding(
-                    reason=SYNTHETIC_INPUT,
-                    detail=f"{label}: {what} digitalSourceType "
-                           f"{_shown(source_type_code(source))}{suffix}"))
-
-
-def _judge_xmp(reading: XmpReading, findings: list[ProvenanceFinding],
-               notes: list[str]) -> None:
+def _judge_xmp(reading: XmpReading, out: Judgement) -> None:
     for error in reading.errors:
-        findings.append(ProvenanceFinding(reason=PROVENANCE_UNREADABLE,
-                                          detail=f"XMP unreadable: {_shown(error)}"))
+        out.unreadable(f"XMP unreadable: {shown(error)}")
+    for text in reading.unexplained:
+        out.unreadable(f"declaration word not read as a value: {shown(text, 160)}")
     for value in reading.data_mining:
-        code = _shown(source_type_code(value))
-        if "PROHIBITED" in code.upper():
-            findings.append(ProvenanceFinding(reason=TRAINING_OPT_OUT,
-                                              detail=f"XMP plus:DataMining {code}"))
+        code = shown(source_type_code(value))
+        used: tuple[str, ...] = ()
+        if prohibits_mining(value):
+            used = ("dmi-prohibited",)
+            out.find(TRAINING_OPT_OUT, f"XMP plus:DataMining {code}")
         else:
-            notes.append(f"XMP plus:DataMining {code} (the ledger still decides)")
+            out.note(f"XMP plus:DataMining {code} (the ledger still decides)")
+        if stray := leftover(value, used):
+            out.unreadable(f"XMP plus:DataMining {code} names {', '.join(stray)} in a form "
+                           "we do not read")
     for value in reading.digital_source_types:
         code = source_type_code(value)
-        if code.lower() in SYNTHETIC_SOURCE_TYPES:
-            findings.append(ProvenanceFinding(
-                reason=SYNTHETIC_INPUT,
-                detail=f"XMP Iptc4xmpExt:DigitalSourceType {_shown(code)}"))
+        if is_synthetic(value):
+            out.find(SYNTHETIC_INPUT, f"XMP Iptc4xmpExt:DigitalSourceType {shown(code)}")
+        elif stray := leftover(value):
+            out.unreadable(f"XMP Iptc4xmpExt:DigitalSourceType {shown(code)} names "
+                           f"{', '.join(stray)} in a form we do not read")
 
 
-def _judge_dicom(tags: Mapping[str, str], config: ProvenanceConfig,
-                 findings: list[ProvenanceFinding], notes: list[str]) -> None:
+def _judge_dicom(tags: Mapping[str, str], config: ProvenanceConfig, out: Judgement) -> None:
     value = tags.get(BURNED_IN_TAG)
     if value is None or "".join(value.split()).upper() != "YES":
         return
     if config.burned_in_annotation == "accept":
-        notes.append("DICOM BurnedInAnnotation YES accepted (burned_in_annotation = accept)")
+        out.note("DICOM BurnedInAnnotation YES accepted (burned_in_annotation = accept)")
     else:
-        findings.append(ProvenanceFinding(
-            reason=BURNED_IN_ANNOTATION,
-            detail="DICOM BurnedInAnnotation (0028,0301) is YES: text in the pixels"))
+        out.find(BURNED_IN_ANNOTATION,
+                 "DICOM BurnedInAnnotation (0028,0301) is YES: text in the pixels")
 
 
-def _shown(text: str, limit: int = 80) -> str:
-    """File-given text as it goes into a note or detail: one line, bounded."""
-    clean = "".join(c if c.isprintable() else "?" for c in str(text))
-    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
+def _backstop(data: bytes, xmp: XmpReading, store: list[tuple[int, int]],
+              accounted: set[str], out: Judgement) -> None:
+    """Declaration words in the file's bytes that nothing judged accounts for. Inside an
+    XMP span the XMP reading answers for them (values, `unexplained`, errors); inside the
+    judged C2PA store, the store's findings and notes must account for each kind; anywhere
+    else they were outside anything read."""
+    found = markers(data)
+    if not found:
+        return
+    if len(found) > MAX_MARKERS:
+        out.unreadable(f"more than {MAX_MARKERS} declaration words in the file")
+        return
+    read, in_store = Spans(xmp.spans), Spans(store)
+    store_kinds: set[str] = set()
+    strays: dict[str, Marker] = {}
+    for marker in found:
+        if read.holds(marker.pos):
+            continue
+        if in_store.holds(marker.pos):
+            store_kinds.add(marker.kind)
+        else:
+            strays.setdefault(marker.kind, marker)
+    for kind in sorted(store_kinds - accounted):
+        out.unreadable(f"C2PA store bytes hold {kind!r}, which no assertion we judged "
+                       "accounts for")
+    for marker in list(strays.values())[:MAX_STRAYS]:
+        out.unreadable(f"{marker.shown()}, outside anything read (a declaration we "
+                       "cannot see)")

@@ -15,7 +15,13 @@ from tests.c2pa_certs import (
     sign_over,
     training_mining,
 )
-from validation.sources.c2pa_store import UNTRUSTED, has_jumbf, read_c2pa
+from validation.sources.c2pa_store import (
+    UNTRUSTED,
+    has_jumbf,
+    read_c2pa,
+    store_boxes,
+    store_spans,
+)
 
 MIMES = {"JPEG": "image/jpeg", "PNG": "image/png"}
 
@@ -77,9 +83,47 @@ def test_a_tampered_file_is_invalid_and_still_readable(creds: TestCredentials) -
 def test_no_store_is_none_and_a_broken_one_is_an_error() -> None:
     assert not has_jumbf(pf.png()) and read_c2pa(pf.png(), "image/png") is None
     words = pf.png_with_chunk(pf.png(), b"tEXt", b"Comment\x00jumb c2pa")
-    assert has_jumbf(words) and read_c2pa(words, "image/png") is None  # ManifestNotFound
+    assert not has_jumbf(words) and read_c2pa(words, "image/png") is None  # no store box
+    box = pf.png_with_chunk(pf.png(), b"tEXt", b"Comment\x00jumdc2pa")
+    assert has_jumbf(box) and store_boxes(box) == 1
+    assert read_c2pa(box, "image/png") is None  # ManifestNotFound: the caller must say so
+    any_box = pf.png_with_chunk(pf.png(), b"tEXt", b"Comment\x00jumdjson\x00\x11\x00\x10\x80"
+                                b"\x00\x00\xaa\x00\x38\x9b\x71")
+    assert has_jumbf(any_box) and store_boxes(any_box) == 0  # some JUMBF box: the SDK is asked
     broken = pf.png_with_chunk(pf.png(), b"caBX", b"\x00\x00\x00\x28jumb\x00\x00\x00\x20jumdc2pa"
                                + b"\x00" * 24)
     store = read_c2pa(broken, "image/png")
     assert store is not None and store.manifests == () and store.state is None
     assert store.error is not None and store.error.startswith("C2pa")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_one_store_box_and_where_the_sdk_reads_it(fmt: str, creds: TestCredentials) -> None:
+    parent = sign_bytes(plain(fmt), MIMES[fmt], [created(), training_mining("cawg", "allowed")],
+                        creds)
+    child = sign_over(parent, MIMES[fmt], [], creds)
+    assert store_boxes(parent) == store_boxes(child) == 1  # the ingredient's manifest is inside
+    spans = store_spans(child)
+    store = pf.jpeg_store(child) if fmt == "JPEG" else pf.png_store_chunk(child)
+    assert b"".join(child[lo:hi] for lo, hi in spans) == store
+    assert store_spans(plain(fmt)) == [] and store_boxes(plain(fmt)) == 0
+
+
+def test_a_store_after_iend_is_not_where_the_sdk_reads(creds: TestCredentials) -> None:
+    signed = sign_bytes(pf.png(), "image/png", [created()], creds)
+    moved = pf.png_after_end(pf.png_from_chunks(pf.png_without_store(signed)),
+                             pf.png_store_chunk(signed))
+    assert store_boxes(moved) == 1 and store_spans(moved) == []
+    assert read_c2pa(moved, "image/png") is None
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_an_assertion_the_sdk_cannot_parse_is_damage(fmt: str, creds: TestCredentials) -> None:
+    signed = sign_bytes(plain(fmt), MIMES[fmt], [created(), training_mining("cawg", "notAllowed")],
+                        creds)
+    store = read_c2pa(pf.damage_assertion(signed, b"cawg.training-mining"), MIMES[fmt])
+    assert store is not None and store.error is None and store.state == "Invalid"
+    assert store.manifests == ()  # the SDK drops the manifest and says only "Invalid"
+    assert {"assertion.cbor.invalid", "assertion.required.missing"} <= set(store.damaged)
+    tampered = read_c2pa(pf.tamper(signed), MIMES[fmt])
+    assert tampered is not None and tampered.failures and tampered.damaged == ()
