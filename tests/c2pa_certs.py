@@ -59,7 +59,7 @@ def make_credentials(name: str = "test") -> TestCredentials:
         return (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - dt.timedelta(minutes=5))
-                .not_valid_after(now + dt.timedelta(days=30))
+                .not_valid_after(now + dt.timedelta(days=365))
                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                                critical=False))
 
