@@ -78,6 +78,14 @@ def png(seed: int = 0, **params: object) -> bytes:
     return f.encode(image(seed), "PNG", **params)
 
 
+MIMES = {"JPEG": "image/jpeg", "PNG": "image/png"}
+
+
+def plain(fmt: str, seed: int = 0) -> bytes:
+    """A JPEG or PNG that declares nothing."""
+    return jpeg(seed) if fmt == "JPEG" else png(seed)
+
+
 def jpeg_with_xmp(packet: bytes, seed: int = 0) -> bytes:
     return jpeg(seed, xmp=packet)
 

@@ -23,16 +23,12 @@ from validation.sources.c2pa_store import (
     store_spans,
 )
 
-MIMES = {"JPEG": "image/jpeg", "PNG": "image/png"}
+MIMES, plain = pf.MIMES, pf.plain
 
 
 @pytest.fixture(scope="module")
 def creds() -> TestCredentials:
     return make_credentials("store")
-
-
-def plain(fmt: str) -> bytes:
-    return pf.jpeg() if fmt == "JPEG" else pf.png()
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])

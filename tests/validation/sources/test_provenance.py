@@ -38,16 +38,12 @@ from validation.sources.provenance import (
     source_type_code,
 )
 
-MIMES = {"JPEG": "image/jpeg", "PNG": "image/png"}
+MIMES, plain = pf.MIMES, pf.plain
 
 
 @pytest.fixture(scope="module")
 def creds() -> TestCredentials:
     return make_credentials("provenance")
-
-
-def plain(fmt: str, seed: int = 0) -> bytes:
-    return pf.jpeg(seed) if fmt == "JPEG" else pf.png(seed)
 
 
 def signed(fmt: str, assertions: list[dict], creds: TestCredentials, seed: int = 0) -> bytes:
