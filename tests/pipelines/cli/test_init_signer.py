@@ -12,7 +12,7 @@ from cryptography import x509
 
 from tests.c2pa_certs import make_credentials
 from tests.pipelines.cli.console import ok, run
-from tests.validation.release.test_signer import fingerprint, make_chain, write_signer
+from tests.c2pa_certs import fingerprint, make_chain, write_signer
 from validation.release.signer import CA_FILE, CHAIN_FILE, DEV_SIGNER_DIR, KEY_FILE
 
 

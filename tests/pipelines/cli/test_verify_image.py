@@ -39,7 +39,7 @@ from pipelines.settings import GeneratorSettings, quick_profile
 from pipelines.steps.provenance import ReleaseStamp
 from tests.c2pa_certs import TRAINED, TestCredentials, created, make_credentials
 from tests.pipelines.cli.console import ok, run
-from tests.validation.release.test_signer import make_chain
+from tests.c2pa_certs import make_chain
 from validation.release.provenance import ReleaseProvenance, Stamper
 from validation.release.signer import CA_FILE, DEV_SIGNER_DIR, SigningCredentials
 from validation.release.watermark import MIN_WATERMARK_SIZE, embed_watermark

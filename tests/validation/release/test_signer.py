@@ -7,7 +7,6 @@ refused in one line, a key others can read is warned about."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import os
 import stat
@@ -19,13 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from PIL import Image
 
 from consentgen.errors import ConfigError
-
+from tests.c2pa_certs import fingerprint, make_chain, write_signer
 from validation.release.provenance import ReleaseProvenance, Stamper
 from validation.release.signer import (
     CA_FILE,
@@ -79,14 +75,21 @@ def test_its_signatures_verify_against_its_ca_only(tmp_path: Path) -> None:
     assert other is not None and other.state == "Valid" and "signingCredential.untrusted" in other.codes
 
 
-def test_processes_racing_to_make_it_end_with_one_signer(tmp_path: Path) -> None:
+def race_for_signer(home: Path, processes: int) -> set[str]:
+    """The signer fingerprints `processes` processes, started at once, each got from
+    `ensure_dev_signer(home)`; every one must exit 0."""
     code = ("import sys; from pathlib import Path; from validation.release.signer import "
             "ensure_dev_signer; c, _ = ensure_dev_signer(Path(sys.argv[1])); "
             "print(c.identity().sha256)")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(home)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True) for _ in range(processes)]
     prints = {p.communicate(timeout=120)[0].strip() for p in procs}
     assert all(p.returncode == 0 for p in procs)
+    return prints
+
+
+def test_processes_racing_to_make_it_end_with_one_signer(tmp_path: Path) -> None:
+    prints = race_for_signer(tmp_path, 4)
     assert prints == {ensure_dev_signer(tmp_path)[0].identity().sha256}
     assert not list(tmp_path.glob("keys/.tmp-*"))
 
@@ -94,65 +97,6 @@ def test_processes_racing_to_make_it_end_with_one_signer(tmp_path: Path) -> None
 # --- validity, renewal, leftovers, durability, key permissions -------------------------
 
 DAY = dt.timedelta(days=1)
-
-
-def make_chain(not_before: dt.datetime, not_after: dt.datetime,
-               name: str = "test") -> tuple[bytes, bytes, bytes]:
-    """(chain PEM leaf first, leaf key PEM, CA PEM): a CA and a leaf of the shape c2pa-rs
-    accepts, the leaf valid from `not_before` to `not_after` (either may be in the past)."""
-    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-
-    def name_of(common: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-    def builder(subject: str, key: ec.EllipticCurvePrivateKey, start: dt.datetime,
-                end: dt.datetime) -> x509.CertificateBuilder:
-        return (x509.CertificateBuilder().subject_name(name_of(subject))
-                .issuer_name(name_of(f"{name} CA")).public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(start).not_valid_after(end)
-                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                               critical=False))
-
-    def usage(ca: bool) -> x509.KeyUsage:
-        return x509.KeyUsage(digital_signature=not ca, content_commitment=False,
-                             key_encipherment=False, data_encipherment=False,
-                             key_agreement=False, key_cert_sign=ca, crl_sign=ca,
-                             encipher_only=False, decipher_only=False)
-
-    ca = (builder(f"{name} CA", ca_key, now - 1000 * DAY, now + 3000 * DAY)
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(usage(True), critical=True).sign(ca_key, hashes.SHA256()))
-    leaf = (builder(f"{name} signer", leaf_key, not_before, not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(usage(False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    pem = serialization.Encoding.PEM
-    return (leaf.public_bytes(pem) + ca.public_bytes(pem),
-            leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()),
-            ca.public_bytes(pem))
-
-
-def write_signer(folder: Path, chain: tuple[bytes, bytes, bytes], *, key_mode: int = 0o600,
-                 names: tuple[str, str, str] = (CHAIN_FILE, KEY_FILE, CA_FILE)) -> tuple[Path, Path, Path]:
-    """The chain's three files in `folder` (replacing what is there)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = tuple(folder / n for n in names)
-    for path, data in zip(paths, chain, strict=True):
-        path.write_bytes(data)
-    paths[1].chmod(key_mode)
-    return paths  # type: ignore[return-value]
-
-
-def fingerprint(chain_pem: bytes) -> str:
-    leaf = x509.load_pem_x509_certificates(chain_pem)[0]
-    return hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
 @pytest.mark.parametrize(("start", "end", "words"), [
@@ -206,13 +150,7 @@ def test_processes_racing_to_renew_it_end_with_one_new_signer(tmp_path: Path) ->
     now = dt.datetime.now(dt.UTC)
     old = make_chain(now - 800 * DAY, now + 5 * DAY, "old")
     write_signer(tmp_path / DEV_SIGNER_DIR, old)
-    code = ("import sys; from pathlib import Path; from validation.release.signer import "
-            "ensure_dev_signer; c, _ = ensure_dev_signer(Path(sys.argv[1])); "
-            "print(c.identity().sha256)")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True) for _ in range(6)]
-    prints = {p.communicate(timeout=120)[0].strip() for p in procs}
-    assert all(p.returncode == 0 for p in procs)
+    prints = race_for_signer(tmp_path, 6)
     now_signer = ensure_dev_signer(tmp_path)
     assert prints == {now_signer[0].identity().sha256} and now_signer[1] == SignerChange.KEPT
     assert fingerprint(old[0]) not in prints
