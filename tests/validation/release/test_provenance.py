@@ -14,6 +14,7 @@ from PIL import Image, PngImagePlugin
 
 from consentgen.errors import ConfigError
 from tests import files as f
+from tests.provenance_files import png_chunk_list
 from tests.c2pa_certs import TRAINED, TestCredentials, created, make_credentials, sign_bytes
 from validation.release.metadata import find_identifying_metadata_in
 from validation.release.provenance import (
@@ -62,15 +63,6 @@ def expected(credentials: SigningCredentials, provenance: ReleaseProvenance = RE
     return ExpectedProvenance(provenance=provenance, trust_pem=credentials.trust_pem)
 
 
-def chunks(data: bytes) -> list[bytes]:
-    out, pos = [], 8
-    while pos < len(data):
-        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
-        out.append(ctype)
-        pos += 12 + length
-    return out
-
-
 def test_a_stamped_image_reads_back_trusted_with_exactly_our_assertions(
         credentials: SigningCredentials, test_ca: TestCredentials) -> None:
     data = stamped(credentials)
@@ -88,7 +80,7 @@ def test_a_stamped_image_reads_back_trusted_with_exactly_our_assertions(
     assert not manifest.thumbnail and manifest.ingredients == 0
     assert manifest.signer["common_name"] == "release signer"
     assert read_xmp(data).digital_source_types == (TRAINED,)
-    assert sorted(set(chunks(data))) == sorted({b"IHDR", b"caBX", b"iTXt", b"IDAT", b"IEND"})
+    assert sorted({ctype for ctype, _ in png_chunk_list(data)}) == sorted({b"IHDR", b"caBX", b"iTXt", b"IDAT", b"IEND"})
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), np.asarray(grey()))
 
 
